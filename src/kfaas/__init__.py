@@ -1,0 +1,29 @@
+"""kfaas: portable serverless functions in Python — CloudEvents over HTTP on Knative, RabbitMQ and MongoDB.
+
+The public surface is small on purpose::
+
+    import kfaas
+
+    @kfaas.cloud_event
+    async def handle(event, ctx: kfaas.Context): ...
+
+Heavier pieces (the description model, the dev broker, renderers) live in their own modules and are
+imported only by the commands that need them, so a function container starts fast.
+"""
+
+from kfaas._context import AlreadyDone, Context, InProgress, ServiceUnavailable
+from kfaas._registry import cloud_event, http
+from kfaas._settings import Settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyDone",
+    "Context",
+    "InProgress",
+    "ServiceUnavailable",
+    "Settings",
+    "__version__",
+    "cloud_event",
+    "http",
+]

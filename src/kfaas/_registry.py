@@ -1,0 +1,124 @@
+"""Drop-in ``http`` / ``cloud_event`` decorators and how ``kfaas serve`` finds and classifies a target.
+
+The decorators have functions-framework's signatures but do not import Flask. Code decorated with
+``functions_framework.http`` / ``functions_framework.cloud_event`` (or their ``functions_framework.aio``
+variants) is recognised through functions-framework's own registry, so it runs unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = ["LoadError", "Target", "cloud_event", "http", "load_target"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_KIND_ATTR = "__kfaas_signature_type__"
+
+
+class LoadError(RuntimeError):
+    """The function's source or target cannot be loaded; the message says what to fix."""
+
+
+def http(func: F) -> F:
+    """Mark ``func(request)`` (or ``func(request, ctx)``) as an HTTP function (sync or async)."""
+    setattr(func, _KIND_ATTR, "http")
+    return func
+
+
+def cloud_event(func: F) -> F:
+    """Mark ``func(event)`` (or ``func(event, ctx)``) as a CloudEvent function (sync or async).
+
+    It may return a ``cloudevents.http.CloudEvent``: that becomes the HTTP reply, which a Knative broker
+    publishes (give it a type no trigger of the same function matches).
+    """
+    setattr(func, _KIND_ATTR, "cloudevent")
+    return func
+
+
+class Target:
+    """A loaded function: the callable, its signature type, and how to call it."""
+
+    def __init__(self, func: Any, signature_type: str, name: str) -> None:
+        self.func = func
+        self.signature_type = signature_type
+        self.name = name
+        self.is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+            getattr(func, "__call__", None)  # noqa: B004 - an object with an async __call__
+        )
+        self.wants_context = signature_type != "asgi" and _positional_count(func) >= 2
+
+
+def _positional_count(func: Any) -> int:
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return 2
+    return sum(1 for p in params if p.kind in kinds)
+
+
+def _load_module(source: Path) -> Any:
+    if not source.is_file():
+        raise LoadError(f"function source {source} does not exist (FUNCTION_SOURCE / --source)")
+    folder = str(source.parent.resolve())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)  # lets main.py import its sibling modules, as functions-framework does
+    spec = importlib.util.spec_from_file_location("main" if source.stem == "main" else source.stem, source)
+    if spec is None or spec.loader is None:
+        raise LoadError(f"cannot import {source}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _framework_kind(name: str) -> str | None:
+    ff = sys.modules.get("functions_framework._function_registry")
+    if ff is None:  # the user's code never imported functions_framework
+        return None
+    kind = getattr(ff, "REGISTRY_MAP", {}).get(name)
+    return {"http": "http", "cloudevent": "cloudevent"}.get(kind) if kind else None
+
+
+def _is_asgi_app(obj: Any) -> bool:
+    if inspect.isfunction(obj) or inspect.ismethod(obj):
+        return False
+    call = getattr(obj, "__call__", None)  # noqa: B004
+    return call is not None and inspect.iscoroutinefunction(call) and _positional_count(call) == 3
+
+
+def load_target(source: str | Path, target: str, signature_type: str = "") -> Target:
+    """Import ``source`` and return ``target`` with its signature type.
+
+    The type is, in order: ``signature_type`` when given; the kfaas decorator; functions-framework's
+    registry; ``asgi`` for an ASGI application object (e.g. a FastAPI app); else ``http``.
+    """
+    if not target:
+        raise LoadError("no function target: set FUNCTION_TARGET or pass --target")
+    module = _load_module(Path(source))
+    try:
+        func = getattr(module, target)
+    except AttributeError:
+        names = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        raise LoadError(
+            f"{source} has no attribute {target!r} (callables defined there: {', '.join(names) or 'none'})"
+        ) from None
+    kind = (
+        signature_type
+        or getattr(func, _KIND_ATTR, None)
+        or _framework_kind(target)
+        or ("asgi" if _is_asgi_app(func) else "http")
+    )
+    if kind == "asgi" and not _is_asgi_app(func):
+        raise LoadError(f"{target!r} is not an ASGI application (async __call__(scope, receive, send))")
+    if kind != "asgi" and not callable(func):
+        raise LoadError(f"{target!r} in {source} is not callable")
+    return Target(func, kind, target)

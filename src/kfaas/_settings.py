@@ -1,0 +1,111 @@
+"""One typed settings object, read once from the environment at start-up.
+
+A frozen dataclass rather than pydantic-settings: importing pydantic-settings costs ~230 ms, more than the
+whole cold-start budget of a function container (docs/benchmarks.md). Every field is documented in
+docs/settings.md and has the environment variable named in its metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, get_args
+
+SignatureType = Literal["http", "cloudevent", "asgi"]
+
+__all__ = ["Settings", "SettingsError", "SignatureType"]
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value kfaas cannot use; the message names it."""
+
+
+def _env(name: str, help_: str) -> dict[str, str]:
+    return {"env": name, "help": help_}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a function container is configured with (the runtime contract)."""
+
+    # Serving (the same variables as functions-framework)
+    target: str = field(default="", metadata=_env("FUNCTION_TARGET", "Name of the function in the source"))
+    source: str = field(default="main.py", metadata=_env("FUNCTION_SOURCE", "File that defines it"))
+    signature_type: str = field(
+        default="", metadata=_env("FUNCTION_SIGNATURE_TYPE", "http | cloudevent | asgi (default: detected)")
+    )
+    host: str = field(default="0.0.0.0", metadata=_env("HOST", "Address to listen on"))
+    port: int = field(default=8080, metadata=_env("PORT", "Port to listen on"))
+    function_name: str = field(default="", metadata=_env("KFAAS_FUNCTION", "Name used in logs and events"))
+    drain_seconds: float = field(
+        default=20.0, metadata=_env("KFAAS_DRAIN_SECONDS", "Longest wait for in-flight requests on SIGTERM")
+    )
+    log_level: str = field(default="INFO", metadata=_env("LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"))
+    # Backing services
+    mongodb_url: str = field(default="", metadata=_env("MONGODB_URL", "mongodb:// URL; empty = no MongoDB"))
+    mongodb_database: str = field(default="kfaas", metadata=_env("MONGODB_DATABASE", "Database name"))
+    mongodb_timeout_ms: int = field(
+        default=2000, metadata=_env("MONGODB_TIMEOUT_MS", "Server selection / operation timeout")
+    )
+    amqp_url: str = field(default="", metadata=_env("AMQP_URL", "amqp:// URL; empty = no RabbitMQ"))
+    sink: str = field(default="", metadata=_env("K_SINK", "Where ctx.publish sends events (SinkBinding)"))
+    smtp_host: str = field(default="", metadata=_env("SMTP_HOST", "SMTP relay host; empty = no email"))
+    smtp_port: int = field(default=25, metadata=_env("SMTP_PORT", "SMTP relay port"))
+    smtp_username: str = field(default="", metadata=_env("SMTP_USERNAME", "SMTP login (optional)"))
+    smtp_password: str = field(default="", repr=False, metadata=_env("SMTP_PASSWORD", "SMTP password"))
+    smtp_starttls: bool = field(default=False, metadata=_env("SMTP_STARTTLS", "Upgrade with STARTTLS"))
+    mail_from: str = field(
+        default="no-reply@kfaas.local", metadata=_env("MAIL_FROM", "Sender address of emails")
+    )
+    ready_timeout: float = field(
+        default=1.0, metadata=_env("KFAAS_READY_TIMEOUT", "Seconds a readiness check may take per service")
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every field from ``environ`` (default ``os.environ``); ``overrides`` win (CLI flags)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            if overrides.get(f.name) is not None:
+                raw: Any = overrides[f.name]
+            elif name in env:
+                raw = env[name]
+            else:
+                continue
+            values[f.name] = _coerce(f.name, name, f.type, raw)
+        settings = cls(**values)
+        if settings.signature_type and settings.signature_type not in get_args(SignatureType):
+            choices = ", ".join(get_args(SignatureType))
+            raise SettingsError(
+                f"FUNCTION_SIGNATURE_TYPE={settings.signature_type!r} is not one of: {choices} "
+                "(functions-framework's 'event' type is not supported)"
+            )
+        return settings
+
+    @staticmethod
+    def describe() -> list[tuple[str, str, str]]:
+        """(variable, default, help) for every setting, for docs and ``kfaas serve --help``."""
+        return [(f.metadata["env"], repr(f.default), f.metadata["help"]) for f in fields(Settings)]
+
+
+def _coerce(attr: str, env_name: str, type_name: Any, raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        if type_name in ("int", int):
+            return int(raw)
+        if type_name in ("float", float):
+            return float(raw)
+        if type_name in ("bool", bool):
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+    except ValueError:
+        raise SettingsError(f"{env_name}={raw!r} is not a valid {type_name} (setting {attr})") from None
+    return raw
