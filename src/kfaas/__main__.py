@@ -1,0 +1,3 @@
+from kfaas.cli import main
+
+raise SystemExit(main())

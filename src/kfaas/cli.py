@@ -1,0 +1,52 @@
+"""``kfaas <command>``: each command lives in its own module, imported only when that command runs.
+
+A command module exposes ``configure(parser)`` and ``run(args) -> int``. Keeping the dispatch table free of
+imports means ``kfaas serve`` (the entrypoint of every function container) loads nothing it does not use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("kfaas._serve_cmd", "serve one function (the entrypoint of every function container)"),
+    "dev": ("kfaas.dev.cli", "run every function, the dev broker and the gateway on this machine"),
+    "broker": ("kfaas.broker.cli", "run the dev broker (ingress, triggers, sources) on RabbitMQ"),
+    "gateway": ("kfaas.gateway", "run the API gateway in front of the HTTP functions"),
+    "dlq": ("kfaas.broker.dlq", "list, show and redrive a trigger's dead letters"),
+    "render": ("kfaas.render.cli", "render docker-compose.yml, k8s/ and the chart values"),
+    "schema": ("kfaas._schema_cmd", "print the JSON schema of function.yaml"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "usage: kfaas <command> [options]\n\ncommands:\n" + "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        sys.stdout.write(_usage())
+        return 0 if args else 2
+    if args[0] == "--version":
+        from kfaas import __version__
+
+        sys.stdout.write(f"kfaas {__version__}\n")
+        return 0
+    name = args[0]
+    if name not in COMMANDS:
+        sys.stderr.write(f"kfaas: unknown command {name!r}\n\n{_usage()}")
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"kfaas {name}", description=COMMANDS[name][1])
+    module.configure(parser)
+    return int(module.run(parser.parse_args(args[1:])))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
