@@ -1,0 +1,231 @@
+"""Render deployment files from the function descriptions (``functions/*/function.yaml``).
+
+Three targets share one source: ``docker-compose.yml`` (+ ``.env.example``), the generated parts of
+``k8s/`` and the functions block of ``charts/kfaas/values.yaml``. Every renderer is a pure function of the
+:class:`~kfaas.spec.AppSpec` returning ``{relative path: file content}``; ``kfaas render --check`` compares
+that with the files on disk, so a committed file that drifts from the descriptions fails CI.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kfaas.spec import AppSpec, FunctionSpec
+
+__all__ = [
+    "TARGETS",
+    "Drift",
+    "check",
+    "dump_yaml",
+    "env_suffix",
+    "header",
+    "image",
+    "mongodb_users_script",
+    "render",
+    "write",
+]
+
+NAMESPACE = "kfaas"
+IMAGE_REPOSITORY = "kfaas"
+PLATFORM_IMAGE = "platform"  # the broker, gateway and dead-letter sink (Dockerfile.base --target platform)
+MONGODB_DATABASE = "kfaas"
+
+
+def header(command: str, comment: str = "#") -> str:
+    return (
+        f"{comment} Rendered by `kfaas render {command}` from functions/*/function.yaml. Do not edit:\n"
+        f"{comment} change the function descriptions and render again (CI fails when this file drifts).\n"
+    )
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block-style YAML without anchors; multi-line strings as literal blocks."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    if "\n" in data:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data)
+
+
+_Dumper.add_representer(str, _str_presenter)
+
+
+def dump_yaml(*docs: Any) -> str:
+    """YAML documents separated by ``---``, keys in insertion order."""
+    parts = [
+        yaml.dump(
+            doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120, allow_unicode=True
+        )
+        for doc in docs
+    ]
+    return "---\n".join(parts)
+
+
+def env_suffix(name: str) -> str:
+    """``get-user`` → ``GET_USER`` (for per-function environment variable names)."""
+    return name.upper().replace("-", "_")
+
+
+def version() -> str:
+    from kfaas import __version__
+
+    return str(__version__)
+
+
+def image(name: str, tag: str | None = None) -> str:
+    return f"{IMAGE_REPOSITORY}/{name}:{tag or version()}"
+
+
+# --- MongoDB: one user and one role per function (the seed's IAM policies) -------------------------------
+
+# Privileges per role on each collection of ``database.collections``. Database-wide built-in roles would
+# give a function every collection; custom roles scoped to collections keep least privilege.
+_READ_ACTIONS = ["find", "listIndexes", "collStats", "killCursors", "changeStream"]
+_WRITE_ACTIONS = ["insert", "update", "remove", "createCollection", "createIndex", "dropIndex"]
+
+_USERS_SCRIPT = """\
+// Creates or updates one role and one user per function in the application database (idempotent: run it
+// after every change of the function descriptions). Passwords come from the environment variable named in
+// passwordEnv. Run with mongosh as a user allowed to manage users and roles (the root user).
+const target = db.getSiblingDB(database);
+for (const fn of functions) {
+  const pwd = process.env[fn.passwordEnv];
+  if (!pwd) {
+    throw new Error(`${fn.passwordEnv} is not set: cannot create the MongoDB user of ${fn.user}`);
+  }
+  const privileges = fn.collections.map((collection) => ({
+    resource: { db: database, collection: collection },
+    actions: fn.actions,
+  }));
+  if (target.getRole(fn.role)) {
+    target.updateRole(fn.role, { privileges: privileges, roles: [] });
+  } else {
+    target.createRole({ role: fn.role, privileges: privileges, roles: [] });
+  }
+  if (target.getUser(fn.user)) {
+    target.updateUser(fn.user, { pwd: pwd, roles: [{ role: fn.role, db: database }] });
+  } else {
+    target.createUser({ user: fn.user, pwd: pwd, roles: [{ role: fn.role, db: database }] });
+  }
+  print(`kfaas: user ${fn.user} has ${fn.access} on [${fn.collections.join(", ")}]`);
+}
+"""
+
+
+def mongodb_functions(app: AppSpec) -> list[FunctionSpec]:
+    """Functions that get their own MongoDB user ("mongodb" in uses)."""
+    return [fn for fn in app.functions if "mongodb" in fn.uses]
+
+
+def password_env(fn: FunctionSpec) -> str:
+    return f"KFAAS_PASSWORD_{env_suffix(fn.name)}"
+
+
+def mongodb_users_script(app: AppSpec) -> str:
+    """The mongosh script creating every function's role and user (compose and k8s run the same one)."""
+    import json
+
+    users = []
+    for fn in mongodb_functions(app):
+        access = fn.database.role if fn.database else "none"
+        actions = _READ_ACTIONS + (_WRITE_ACTIONS if access == "readWrite" else [])
+        users.append(
+            {
+                "user": fn.name,
+                "role": f"kfaas-{fn.name}",
+                "access": access,
+                "collections": list(fn.database.collections) if fn.database else [],
+                "actions": actions if fn.database else [],
+                "passwordEnv": password_env(fn),
+            }
+        )
+    lines = [
+        "// Rendered by `kfaas render` from functions/*/function.yaml (database: role, collections).",
+        f"const database = {json.dumps(MONGODB_DATABASE)};",
+        "const functions = [",
+        *[f"  {json.dumps(u)}," for u in users],
+        "];",
+    ]
+    return "\n".join(lines) + "\n" + _USERS_SCRIPT
+
+
+# --- targets, writing and drift ---------------------------------------------------------------------------
+
+Renderer = Callable[[AppSpec, Path], dict[str, str]]
+
+
+def _compose(app: AppSpec, root: Path) -> dict[str, str]:
+    from kfaas.render.compose import render_compose
+
+    return render_compose(app)
+
+
+def _k8s(app: AppSpec, root: Path) -> dict[str, str]:
+    from kfaas.render.k8s import render_k8s
+
+    return render_k8s(app)
+
+
+def _chart(app: AppSpec, root: Path) -> dict[str, str]:
+    from kfaas.render.chart import render_values
+
+    return render_values(app, root)
+
+
+TARGETS: dict[str, Renderer] = {"compose": _compose, "k8s": _k8s, "chart": _chart}
+
+
+def render(app: AppSpec, root: Path, targets: Iterable[str]) -> dict[str, str]:
+    """``{path relative to root: content}`` for the chosen targets."""
+    files: dict[str, str] = {}
+    for target in targets:
+        files.update(TARGETS[target](app, root))
+    return files
+
+
+@dataclass(frozen=True)
+class Drift:
+    path: str
+    diff: str
+
+
+def check(root: Path, files: Mapping[str, str]) -> list[Drift]:
+    """Files whose content on disk differs from the rendering (missing files count), with a unified diff."""
+    drifts = []
+    for rel, content in sorted(files.items()):
+        path = root / rel
+        current = path.read_text(encoding="utf-8") if path.is_file() else ""
+        if current != content:
+            diff = "".join(
+                difflib.unified_diff(
+                    current.splitlines(keepends=True),
+                    content.splitlines(keepends=True),
+                    fromfile=f"{rel} (committed)" if path.is_file() else f"{rel} (missing)",
+                    tofile=f"{rel} (rendered)",
+                )
+            )
+            drifts.append(Drift(rel, diff))
+    return drifts
+
+
+def write(root: Path, files: Mapping[str, str]) -> list[str]:
+    """Write the files that changed; returns their paths."""
+    changed = []
+    for rel, content in sorted(files.items()):
+        path = root / rel
+        if path.is_file() and path.read_text(encoding="utf-8") == content:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+        changed.append(rel)
+    return changed

@@ -1,0 +1,266 @@
+"""``docker-compose.yml`` and ``.env.example`` from the function descriptions.
+
+The dev stack: MongoDB (auth on, one user per function created by the one-shot ``mongodb-users`` service),
+RabbitMQ with its management UI, Mailpit, the dev broker, the API gateway and one container per function.
+Every service has a healthcheck and waits for what it needs with ``condition: service_healthy``. Passwords
+come from ``.env`` and a missing one stops ``docker compose`` before anything starts (``${VAR:?...}``).
+Host ports bind to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kfaas.render import (
+    MONGODB_DATABASE,
+    PLATFORM_IMAGE,
+    dump_yaml,
+    env_suffix,
+    header,
+    image,
+    mongodb_functions,
+    mongodb_users_script,
+    password_env,
+)
+from kfaas.spec import DEFAULT_BROKER, AppSpec, FunctionSpec
+
+__all__ = ["render_compose"]
+
+# Pinned tags of the backing services (the same majors as the k8s manifests).
+MONGO_IMAGE = "mongo:7.0.14"
+RABBITMQ_IMAGE = "rabbitmq:3.13.7-management"
+MAILPIT_IMAGE = "axllent/mailpit:v1.21.8"
+
+PORT = 8080
+FUNCTION_URL_TEMPLATE = "http://{name}:8080"
+_REQUIRED = "set it in .env (cp .env.example .env)"
+
+
+def _required(var: str) -> str:
+    return f"${{{var}:?{_REQUIRED}}}"
+
+
+def _http_check(path: str = "/health/readiness") -> dict[str, Any]:
+    probe = (
+        "import urllib.request; "
+        f"urllib.request.urlopen('http://127.0.0.1:{PORT}{path}', timeout=2)"  # non-2xx raises: exit 1
+    )
+    return {
+        "test": ["CMD", "python", "-c", probe],
+        "interval": "5s",
+        "timeout": "3s",
+        "retries": 12,
+        "start_period": "5s",
+    }
+
+
+def _mongodb_secret_var(fn: FunctionSpec) -> str:
+    return f"MONGO_PASSWORD_{env_suffix(fn.name)}"
+
+
+def _secret_var(fn: FunctionSpec, key: str) -> str:
+    return f"{env_suffix(fn.name)}_{key}"
+
+
+def _mem_limit(memory: str) -> str:
+    return memory.replace("Mi", "m").replace("Gi", "g")
+
+
+def _cpus(cpu: str) -> float:
+    return int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+
+
+def _function_env(fn: FunctionSpec) -> dict[str, str]:
+    env: dict[str, str] = {
+        "KFAAS_FUNCTION": fn.name,
+        "FUNCTION_TARGET": fn.target,
+        "FUNCTION_SOURCE": f"/app/function/{fn.source}",
+    }
+    if fn.kind == "cloudevent":
+        env["FUNCTION_SIGNATURE_TYPE"] = "cloudevent"  # http: detected (FastAPI apps are served as asgi)
+    env["PORT"] = str(PORT)
+    if "mongodb" in fn.uses:
+        password = _required(_mongodb_secret_var(fn))
+        env["MONGODB_URL"] = (
+            f"mongodb://{fn.name}:{password}@mongodb:27017/{MONGODB_DATABASE}?authSource={MONGODB_DATABASE}"
+        )
+        env["MONGODB_DATABASE"] = MONGODB_DATABASE
+    if "rabbitmq" in fn.uses:
+        env["AMQP_URL"] = f"amqp://kfaas:{_required('RABBITMQ_PASSWORD')}@rabbitmq:5672/"
+    if "smtp" in fn.uses:
+        env["SMTP_HOST"] = "mailpit"
+        env["SMTP_PORT"] = "1025"
+        env["MAIL_FROM"] = "${MAIL_FROM:-no-reply@kfaas.local}"
+    if fn.publishes:
+        env["K_SINK"] = f"http://broker:{PORT}/{DEFAULT_BROKER}"
+    env.update(fn.env)
+    for key in fn.secrets:
+        env[key] = _required(_secret_var(fn, key))
+    return env
+
+
+def _function_service(fn: FunctionSpec) -> dict[str, Any]:
+    depends: dict[str, dict[str, str]] = {}
+    if "mongodb" in fn.uses:
+        depends["mongodb-users"] = {"condition": "service_completed_successfully"}
+    if "rabbitmq" in fn.uses:
+        depends["rabbitmq"] = {"condition": "service_healthy"}
+    if "smtp" in fn.uses:
+        depends["mailpit"] = {"condition": "service_healthy"}
+    if fn.publishes:
+        depends["broker"] = {"condition": "service_healthy"}
+    service: dict[str, Any] = {
+        "build": {"context": ".", "dockerfile": "Dockerfile.base", "args": {"FUNCTION": fn.name}},
+        "image": image(fn.name),
+        "environment": _function_env(fn),
+        "read_only": True,
+        "tmpfs": ["/tmp"],
+        "mem_limit": _mem_limit(fn.memory),
+        "cpus": _cpus(fn.cpu),
+        "healthcheck": _http_check(),
+        "restart": "unless-stopped",
+    }
+    if depends:
+        service["depends_on"] = depends
+    return service
+
+
+def _platform_service(command: str, app: AppSpec) -> dict[str, Any]:
+    return {
+        "build": {"context": ".", "dockerfile": "Dockerfile.base", "target": "platform"},
+        "image": image(PLATFORM_IMAGE),
+        "command": [command, "--functions", "/app/functions"],
+        "environment": {
+            "PORT": str(PORT),
+            "KFAAS_FUNCTION_URL_TEMPLATE": FUNCTION_URL_TEMPLATE,
+        },
+        "read_only": True,
+        "tmpfs": ["/tmp"],
+        "healthcheck": _http_check(),
+        "restart": "unless-stopped",
+    }
+
+
+def _services(app: AppSpec) -> dict[str, Any]:
+    users = mongodb_functions(app)
+    services: dict[str, Any] = {
+        "mongodb": {
+            "image": MONGO_IMAGE,
+            "environment": {
+                "MONGO_INITDB_ROOT_USERNAME": "root",
+                "MONGO_INITDB_ROOT_PASSWORD": _required("MONGO_ROOT_PASSWORD"),
+            },
+            "volumes": ["mongodb-data:/data/db"],
+            "healthcheck": {
+                "test": ["CMD", "mongosh", "--quiet", "--eval", "db.adminCommand('ping').ok"],
+                "interval": "5s",
+                "timeout": "5s",
+                "retries": 20,
+                "start_period": "10s",
+            },
+            "restart": "unless-stopped",
+        },
+        # One-shot: creates/updates one role and one user per function, then exits 0.
+        "mongodb-users": {
+            "image": MONGO_IMAGE,
+            "entrypoint": [
+                "sh",
+                "-c",
+                'exec mongosh --quiet "$$MONGODB_ROOT_URL" --file /kfaas/mongodb-users.js',
+            ],
+            "environment": {
+                "MONGODB_ROOT_URL": f"mongodb://root:{_required('MONGO_ROOT_PASSWORD')}@mongodb:27017/admin",
+                **{password_env(fn): _required(_mongodb_secret_var(fn)) for fn in users},
+            },
+            "configs": [{"source": "mongodb-users", "target": "/kfaas/mongodb-users.js"}],
+            "depends_on": {"mongodb": {"condition": "service_healthy"}},
+            "restart": "no",
+        },
+        "rabbitmq": {
+            "image": RABBITMQ_IMAGE,
+            "environment": {
+                "RABBITMQ_DEFAULT_USER": "kfaas",
+                "RABBITMQ_DEFAULT_PASS": _required("RABBITMQ_PASSWORD"),
+            },
+            "ports": ["127.0.0.1:5672:5672", "127.0.0.1:15672:15672"],
+            "volumes": ["rabbitmq-data:/var/lib/rabbitmq"],
+            "healthcheck": {
+                "test": ["CMD", "rabbitmq-diagnostics", "-q", "ping"],
+                "interval": "10s",
+                "timeout": "10s",
+                "retries": 12,
+                "start_period": "20s",
+            },
+            "restart": "unless-stopped",
+        },
+        "mailpit": {
+            "image": MAILPIT_IMAGE,
+            "ports": ["127.0.0.1:8025:8025"],
+            "healthcheck": {
+                "test": ["CMD", "/mailpit", "readyz"],
+                "interval": "5s",
+                "timeout": "3s",
+                "retries": 12,
+            },
+            "restart": "unless-stopped",
+        },
+    }
+    broker = _platform_service("broker", app)
+    broker["environment"]["AMQP_URL"] = f"amqp://kfaas:{_required('RABBITMQ_PASSWORD')}@rabbitmq:5672/"
+    broker["depends_on"] = {"rabbitmq": {"condition": "service_healthy"}}
+    services["broker"] = broker
+
+    gateway = _platform_service("gateway", app)
+    gateway["environment"]["KFAAS_CORS_ORIGINS"] = "*"
+    gateway["ports"] = [f"127.0.0.1:{PORT}:{PORT}"]
+    http_functions = [fn.name for fn in app.functions if fn.kind == "http"]
+    if http_functions:
+        gateway["depends_on"] = {name: {"condition": "service_healthy"} for name in http_functions}
+    services["gateway"] = gateway
+
+    for fn in app.functions:
+        services[fn.name] = _function_service(fn)
+    return services
+
+
+def _env_example(app: AppSpec) -> str:
+    lines = [
+        header("compose"),
+        "# Copy to .env before `docker compose up --build`:  cp .env.example .env",
+        "# DEV-ONLY values. Change every password before the stack is reachable from anywhere else.",
+        "# Passwords go into URLs: use letters, digits, '-' and '_' only.",
+        "",
+        "MONGO_ROOT_PASSWORD=dev-only-mongo-root",
+        "RABBITMQ_PASSWORD=dev-only-rabbitmq",
+        "MAIL_FROM=no-reply@kfaas.local",
+        "",
+        "# One MongoDB user per function (role and collections from its function.yaml `database`)",
+    ]
+    lines += [f"{_mongodb_secret_var(fn)}=dev-only-{fn.name}" for fn in mongodb_functions(app)]
+    secret_lines = [
+        f"{_secret_var(fn, key)}=dev-only-{fn.name}-{key.lower().replace('_', '-')}"
+        for fn in app.functions
+        for key in fn.secrets
+    ]
+    if secret_lines:
+        lines += ["", "# Function secrets (function.yaml `secrets`)", *secret_lines]
+    return "\n".join(lines) + "\n"
+
+
+def render_compose(app: AppSpec) -> dict[str, str]:
+    compose = {
+        "name": "kfaas",
+        "services": _services(app),
+        # compose interpolates ${...} in every value, config content included: escape the script's `$`.
+        "configs": {"mongodb-users": {"content": mongodb_users_script(app).replace("$", "$$")}},
+        "volumes": {"mongodb-data": {}, "rabbitmq-data": {}},
+    }
+    intro = (
+        "# The kfaas dev stack: `cp .env.example .env && docker compose up --build`.\n"
+        f"# API on http://127.0.0.1:{PORT}, Mailpit UI on http://127.0.0.1:8025, RabbitMQ UI on "
+        "http://127.0.0.1:15672.\n"
+    )
+    return {
+        "docker-compose.yml": header("compose") + intro + dump_yaml(compose),
+        ".env.example": _env_example(app),
+    }
