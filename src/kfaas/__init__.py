@@ -11,7 +11,7 @@ Heavier pieces (the description model, the dev broker, renderers) live in their 
 imported only by the commands that need them, so a function container starts fast.
 """
 
-from kfaas._context import AlreadyDone, Context, InProgress, ServiceUnavailable
+from kfaas._context import AlreadyDone, Context, InProgress, InvalidEvent, ServiceUnavailable
 from kfaas._registry import cloud_event, http
 from kfaas._settings import Settings
 
@@ -21,6 +21,7 @@ __all__ = [
     "AlreadyDone",
     "Context",
     "InProgress",
+    "InvalidEvent",
     "ServiceUnavailable",
     "Settings",
     "__version__",

@@ -13,18 +13,19 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 from kfaas._settings import Settings
 
 if TYPE_CHECKING:
+    from email.message import EmailMessage
+
     from aio_pika.abc import AbstractChannel, AbstractRobustConnection
     from cloudevents.http import CloudEvent
     from pymongo import AsyncMongoClient
     from pymongo.asynchronous.database import AsyncDatabase
 
-__all__ = ["AlreadyDone", "Context", "InProgress", "ServiceUnavailable"]
+__all__ = ["AlreadyDone", "Context", "InProgress", "InvalidEvent", "ServiceUnavailable"]
 
 log = logging.getLogger("kfaas")
 
@@ -33,6 +34,14 @@ IDEMPOTENCY_COLLECTION = "kfaas_idempotency"
 
 class ServiceUnavailable(RuntimeError):
     """A backing service (MongoDB, RabbitMQ, SMTP, the broker) did not answer in time: retry later (503)."""
+
+
+class InvalidEvent(ValueError):
+    """The request is not a valid CloudEvent (400), or a handler refuses an event for good (422).
+
+    A handler raises it for input that can never succeed (a malformed order): the broker does not retry a
+    4xx other than 404/409/429 and dead-letters it at once, with this message as the reason.
+    """
 
 
 class AlreadyDone(Exception):
@@ -125,7 +134,7 @@ class Context:
                         self.settings.amqp_url,
                         client_properties={"connection_name": self.settings.function_name or "kfaas"},
                     )
-                except (OSError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, OSError) as exc:
                     raise ServiceUnavailable(f"RabbitMQ did not answer: {exc}") from exc
             return self._amqp
 
@@ -136,8 +145,15 @@ class Context:
             self._channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
         return self._channel
 
-    async def enqueue(self, queue: str, body: bytes, *, headers: Mapping[str, Any] | None = None,
-                      message_id: str | None = None, content_type: str = "application/json") -> None:
+    async def enqueue(
+        self,
+        queue: str,
+        body: bytes,
+        *,
+        headers: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+        content_type: str = "application/json",
+    ) -> None:
         """Publish ``body`` to a durable quorum ``queue`` and wait for the broker's confirm."""
         import aio_pika
 
@@ -177,6 +193,8 @@ class Context:
         """Send one plain-text email through the configured SMTP relay (the seed's SES)."""
         if not self.settings.smtp_host:
             raise RuntimeError("SMTP is not configured: set SMTP_HOST")
+        from email.message import EmailMessage
+
         message = EmailMessage()
         message["From"] = self.settings.mail_from
         message["To"] = to
@@ -200,8 +218,9 @@ class Context:
 
     # -- idempotency ---------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def once(self, key: str, *, ttl: timedelta = timedelta(days=7),
-                   lease: timedelta = timedelta(seconds=60)) -> AsyncIterator[None]:
+    async def once(
+        self, key: str, *, ttl: timedelta = timedelta(days=7), lease: timedelta = timedelta(seconds=60)
+    ) -> AsyncIterator[None]:
         """Run the block at most once per ``key`` (e.g. ``f"{event['source']}|{event['id']}"``).
 
         The claim is recorded in MongoDB (collection ``kfaas_idempotency``, expiring after ``ttl``). If the

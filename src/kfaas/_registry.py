@@ -7,8 +7,8 @@ variants) is recognised through functions-framework's own registry, so it runs u
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
-import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -48,21 +48,46 @@ class Target:
         self.func = func
         self.signature_type = signature_type
         self.name = name
-        self.is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-            getattr(func, "__call__", None)  # noqa: B004 - an object with an async __call__
+        # a sync wrapper around a coroutine function (functions_framework.cloud_event on an async def)
+        # returns a coroutine too, so it counts as async
+        self.is_async = (
+            _is_coroutine(func)
+            or _is_coroutine(getattr(func, "__wrapped__", None))
+            or _is_coroutine(getattr(func, "__call__", None))  # noqa: B004
         )
         self.wants_context = signature_type != "asgi" and _positional_count(func) >= 2
 
 
+_CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE; reading code flags spares importing inspect at start-up
+_CO_VARARGS = 0x0004
+
+
+def _code(func: Any) -> Any:
+    func = getattr(func, "__func__", func)  # bound method
+    func = getattr(func, "__wrapped__", func)  # functools.wraps (functions_framework.aio decorators)
+    return getattr(func, "__code__", None)
+
+
+def _is_coroutine(func: Any) -> bool:
+    if func is None:
+        return False
+    code = getattr(getattr(func, "__func__", func), "__code__", None)
+    return code is not None and bool(code.co_flags & _CO_COROUTINE)
+
+
 def _positional_count(func: Any) -> int:
-    try:
-        params = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return 1
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+    """Positional parameters ``func`` takes (``self`` excluded for bound methods); 2 for ``*args``."""
+    code = _code(func)
+    if code is None:  # a callable object: look at its __call__
+        call = getattr(type(func), "__call__", None)  # noqa: B004
+        code = _code(call)
+        if code is None:
+            return 1
+        return 2 if code.co_flags & _CO_VARARGS else code.co_argcount - 1
+    if code.co_flags & _CO_VARARGS:
         return 2
-    return sum(1 for p in params if p.kind in kinds)
+    bound = 1 if hasattr(func, "__self__") else 0
+    return int(code.co_argcount) - bound
 
 
 def _load_module(source: Path) -> Any:
@@ -89,10 +114,11 @@ def _framework_kind(name: str) -> str | None:
 
 
 def _is_asgi_app(obj: Any) -> bool:
-    if inspect.isfunction(obj) or inspect.ismethod(obj):
+    """An ASGI application object (FastAPI, Starlette, ...): an instance with ``async __call__(scope, r, s)``."""
+    if hasattr(obj, "__code__") or hasattr(obj, "__func__"):
         return False
     call = getattr(obj, "__call__", None)  # noqa: B004
-    return call is not None and inspect.iscoroutinefunction(call) and _positional_count(call) == 3
+    return call is not None and _is_coroutine(call) and _positional_count(call) == 3
 
 
 def load_target(source: str | Path, target: str, signature_type: str = "") -> Target:

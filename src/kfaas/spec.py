@@ -70,13 +70,14 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
 class Route(_Model):
     """An HTTP route the API gateway sends to this function (the seed's API Gateway event)."""
 
     path: str = Field(pattern=r"^/", description="Path template, e.g. /users/{id}")
-    methods: list[Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]] = Field(
-        default_factory=lambda: ["GET"]
-    )
+    methods: list[HttpMethod] = Field(default_factory=lambda: list[HttpMethod](["GET"]))
 
 
 class Delivery(_Model):
@@ -111,7 +112,9 @@ class Delivery(_Model):
 class Trigger(_Model):
     """A broker subscription: events whose attributes equal every ``filter`` entry reach the function."""
 
-    name: str = Field(pattern=_NAME, description="Unique within the function; the Trigger is <function>-<name>")
+    name: str = Field(
+        pattern=_NAME, description="Unique within the function; the Trigger is <function>-<name>"
+    )
     broker: str = DEFAULT_BROKER
     filter: dict[str, str] = Field(
         default_factory=dict,
@@ -307,7 +310,9 @@ def load_app(root: Path) -> AppSpec:
     if not root.is_dir():
         raise SpecError(f"{root}: no such functions folder")
     folders = sorted(
-        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")) and p.name != "__pycache__"
+        p
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(("_", ".")) and p.name != "__pycache__"
     )
     functions = [load_function(p) for p in folders if (p / DESCRIPTION_FILE).exists()]
     return AppSpec(functions=functions, root=root)

@@ -1,0 +1,370 @@
+"""The ASGI application every function container runs: health, CloudEvents in and out, JSON errors, one log line.
+
+It is plain ASGI on purpose: no web framework sits between the server and a ``cloud_event`` function, which is
+what keeps cold start and per-request cost low (docs/benchmarks.md). ``http`` functions get a Starlette
+``Request`` (as functions-framework's ASGI mode gives them) and ``asgi`` targets (FastAPI apps) are called
+directly, with the :class:`~kfaas.Context` in ``request.state.kfaas`` and ``app.state.kfaas``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, cast
+
+from kfaas._context import AlreadyDone, Context, InProgress, InvalidEvent, ServiceUnavailable
+from kfaas._log import RequestLog
+from kfaas._registry import Target
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("kfaas.serve")
+
+_JSON = [(b"content-type", b"application/json")]
+_BATCH = "application/cloudevents-batch+json"
+_STRUCTURED = "application/cloudevents"
+_REQUIRED = ("id", "source", "specversion", "type")
+_SPECVERSIONS = ("1.0", "0.3")
+MAX_BODY = 10 * 1024 * 1024  # Knative's default ingress limit is larger; 10 MiB keeps a pod's memory safe
+
+
+def _json_body(status: int, payload: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    return status, _JSON, json.dumps(payload).encode()
+
+
+async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionAbortedError("client disconnected")
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise InvalidEvent(f"request body larger than {MAX_BODY} bytes")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def _check_attributes(attrs: Any, where: str) -> None:
+    if not isinstance(attrs, dict):
+        raise InvalidEvent(f"{where}: expected a JSON object, got {type(attrs).__name__}")
+    missing = [name for name in _REQUIRED if not attrs.get(name)]
+    if missing:
+        raise InvalidEvent(f"{where}: missing required attribute(s): {', '.join(missing)}")
+    if attrs["specversion"] not in _SPECVERSIONS:
+        raise InvalidEvent(
+            f"{where}: unknown specversion {attrs['specversion']!r} (supported: {', '.join(_SPECVERSIONS)})"
+        )
+
+
+def parse_events(headers: dict[str, str], body: bytes) -> list[Any]:
+    """CloudEvents from an HTTP request in binary, structured or batch mode, through the cloudevents SDK.
+
+    The SDK fills in a random ``id`` when one is missing, so required attributes are checked first: a
+    request without them is refused rather than given an identity it never had.
+    """
+    from cloudevents.exceptions import GenericException
+    from cloudevents.http import from_http
+
+    content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    try:
+        if content_type == _BATCH:
+            try:
+                items = json.loads(body)
+            except ValueError as exc:
+                raise InvalidEvent(f"batch body is not valid JSON: {exc}") from None
+            if not isinstance(items, list):
+                raise InvalidEvent("batch body must be a JSON array of structured CloudEvents")
+            events = []
+            for i, item in enumerate(items):
+                _check_attributes(item, f"batch[{i}]")
+                events.append(
+                    from_http({"content-type": "application/cloudevents+json"}, json.dumps(item).encode())
+                )
+            return events
+        if content_type.startswith(_STRUCTURED):
+            try:
+                raw = json.loads(body)
+            except ValueError as exc:
+                raise InvalidEvent(f"structured CloudEvent is not valid JSON: {exc}") from None
+            _check_attributes(raw, "structured CloudEvent")
+            return [from_http(headers, body)]
+        if "ce-specversion" not in headers:
+            raise InvalidEvent(
+                f"not a CloudEvent: no ce-specversion header and content type {content_type or '(none)'!r} "
+                "is neither application/cloudevents+json nor application/cloudevents-batch+json"
+            )
+        _check_attributes({k: headers.get(f"ce-{k}") for k in _REQUIRED}, "binary CloudEvent headers (ce-*)")
+        return [from_http(headers, body)]
+    except GenericException as exc:
+        raise InvalidEvent(f"invalid CloudEvent: {exc}") from None
+
+
+class FunctionApp:
+    """ASGI app around one loaded :class:`~kfaas._registry.Target`."""
+
+    def __init__(self, target: Target, ctx: Context, request_log: RequestLog | None = None) -> None:
+        self.target = target
+        self.ctx = ctx
+        self.request_log = request_log or RequestLog(ctx.settings.function_name or target.name)
+        self.in_flight = 0
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._inner_lifespan: _Lifespan | None = None
+        self._closed = False
+        self._http_handler: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+        if target.signature_type == "asgi" and hasattr(target.func, "state"):
+            target.func.state.kfaas = ctx  # Starlette / FastAPI: request.app.state.kfaas
+
+    # -- ASGI entry ----------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+        elif kind == "websocket" and self.target.signature_type == "asgi":
+            await self.target.func(self._with_state(scope), receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        if path == "/health/liveness":
+            await _send(send, *_json_body(200, {"status": "alive"}))
+            return
+        if path == "/health/readiness":
+            await self._readiness(send)
+            return
+        started = time.perf_counter()
+        self.in_flight += 1
+        self._idle.clear()
+        try:
+            if self.target.signature_type == "cloudevent":
+                await self._cloudevent(scope, receive, send, started)
+            else:
+                status = await self._call_http(scope, receive, send)
+                self.request_log.write(
+                    scope["method"], path, status, started, traceparent=_header(scope, b"traceparent")
+                )
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self._idle.set()
+
+    async def _readiness(self, send: Send) -> None:
+        if self.draining:
+            await _send(send, *_json_body(503, {"status": "draining"}))
+            return
+        checks = await self.ctx.check()
+        ok = all(v == "ok" for v in checks.values())
+        await _send(
+            send, *_json_body(200 if ok else 503, {"status": "ready" if ok else "not ready", **checks})
+        )
+
+    # -- CloudEvents ---------------------------------------------------------------------------------
+    async def _cloudevent(self, scope: Scope, receive: Receive, send: Send, started: float) -> None:
+        method, path = scope["method"], scope["path"]
+        event: Any = None
+        try:
+            if path != "/":
+                status, headers, body = _json_body(
+                    404, {"error": f"no route {path}; CloudEvents go to POST /"}
+                )
+            elif method != "POST":
+                status, headers, body = _json_body(405, {"error": f"method {method} not allowed; use POST /"})
+                headers = [*headers, (b"allow", b"POST")]
+            else:
+                events = parse_events(_headers(scope), await _read_body(receive))
+                event = events[0] if events else None
+                status, headers, body = await self._deliver(events)
+        except InvalidEvent as exc:
+            status, headers, body = _json_body(400, {"error": str(exc)})
+        except ConnectionAbortedError:
+            status, headers, body = 499, [], b""
+        if status != 499:
+            await _send(send, status, headers, body)
+        self.request_log.write(
+            method,
+            path,
+            status,
+            started,
+            ce_id=event["id"] if event is not None else None,
+            ce_type=event["type"] if event is not None else None,
+            ce_source=event["source"] if event is not None else None,
+            traceparent=(event.get("traceparent") if event is not None else None)
+            or _header(scope, b"traceparent"),
+        )
+
+    async def _deliver(self, events: list[Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        reply: Any = None
+        for event in events:
+            try:
+                reply = await self._invoke(event)
+            except AlreadyDone:
+                reply = None
+            except InvalidEvent as exc:
+                return _json_body(422, {"error": str(exc), "id": event["id"]})
+            except (ServiceUnavailable, InProgress) as exc:
+                log.warning("retryable failure: %s", exc, extra={"ce_id": event["id"]})
+                return _json_body(503, {"error": str(exc), "id": event["id"]})
+            except Exception:
+                log.exception(
+                    "handler %s raised",
+                    self.target.name,
+                    extra={"ce_id": event["id"], "ce_type": event["type"]},
+                )
+                return _json_body(500, {"error": "the function failed; see its log", "id": event["id"]})
+        if reply is None or len(events) != 1:
+            return 204, [], b""
+        return self._reply(reply)
+
+    async def _invoke(self, event: Any) -> Any:
+        args = (event, self.ctx) if self.target.wants_context else (event,)
+        if self.target.is_async:
+            return await self.target.func(*args)
+        return await asyncio.to_thread(self.target.func, *args)
+
+    def _reply(self, reply: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        from cloudevents.abstract import CloudEvent as AnyCloudEvent
+
+        if not isinstance(reply, AnyCloudEvent):
+            log.error("cloud_event function %s returned %s", self.target.name, type(reply).__name__)
+            return _json_body(
+                500, {"error": "the function returned something other than None or a CloudEvent; see its log"}
+            )
+        from cloudevents.conversion import to_binary
+
+        headers, body = cast("tuple[dict[str, str], Any]", to_binary(reply))
+        raw_headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()]
+        if isinstance(body, str):
+            body = body.encode()
+        return 200, raw_headers, body or b""
+
+    # -- HTTP functions and ASGI apps -----------------------------------------------------------------
+    def _with_state(self, scope: Scope) -> Scope:
+        state = scope.get("state")
+        scope["state"] = {**state, "kfaas": self.ctx} if state else {"kfaas": self.ctx}
+        return scope
+
+    async def _call_http(self, scope: Scope, receive: Receive, send: Send) -> int:
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        if self.target.signature_type == "asgi":
+            await self.target.func(self._with_state(scope), receive, capture)
+            return status
+        if self._http_handler is None:
+            from kfaas._http import http_handler
+
+            self._http_handler = http_handler(self.target, self.ctx)
+        await self._http_handler(self._with_state(scope), receive, capture)
+        return status
+
+    # -- lifespan ------------------------------------------------------------------------------------
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        await self.ctx.start()
+        if self.target.signature_type == "asgi":
+            self._inner_lifespan = _Lifespan(self.target.func, {"kfaas": self.ctx})
+            await self._inner_lifespan.startup()
+
+    async def drain(self, timeout: float) -> bool:
+        """Refuse readiness, then wait up to ``timeout`` s for in-flight requests; True when none is left."""
+        self.draining = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            log.warning("drain timed out with %d request(s) in flight", self.in_flight)
+            return False
+        return True
+
+    async def shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._inner_lifespan is not None:
+            await self._inner_lifespan.shutdown()
+        await self.ctx.close()
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class _Lifespan:
+    """Runs an inner ASGI app's lifespan (FastAPI start-up/shutdown) inside ours; tolerates apps without one."""
+
+    def __init__(self, app: Any, state: dict[str, Any]) -> None:
+        self._app = app
+        self._state = state
+        self._to_app: asyncio.Queue[Message] = asyncio.Queue()
+        self._from_app: asyncio.Queue[Message] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._supported = True
+
+    async def _run(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self._state}
+        try:
+            await self._app(scope, self._to_app.get, self._from_app.put)
+        except Exception:
+            # An app without lifespan support raises on the unknown scope type: that is allowed (ASGI spec).
+            self._supported = False
+            await self._from_app.put({"type": "lifespan.unsupported"})
+
+    async def startup(self) -> None:
+        self._task = asyncio.create_task(self._run())
+        await self._to_app.put({"type": "lifespan.startup"})
+        reply = await self._from_app.get()
+        if reply["type"] == "lifespan.startup.failed":
+            raise RuntimeError(f"the application's start-up failed: {reply.get('message', '')}")
+
+    async def shutdown(self) -> None:
+        if self._task is None or not self._supported or self._task.done():
+            return
+        await self._to_app.put({"type": "lifespan.shutdown"})
+        reply = await self._from_app.get()
+        if reply["type"] == "lifespan.shutdown.failed":
+            log.error("the application's shutdown failed: %s", reply.get("message", ""))
+        await self._task

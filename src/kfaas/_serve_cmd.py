@@ -1,0 +1,86 @@
+"""``kfaas serve``: host one function (the entrypoint of every function container).
+
+Flags and environment variables are functions-framework's: ``--target``/``FUNCTION_TARGET``,
+``--source``/``FUNCTION_SOURCE``, ``--signature-type``/``FUNCTION_SIGNATURE_TYPE``, ``--port``/``PORT``,
+``--host``/``HOST``. Every other setting comes from the environment (docs/settings.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from kfaas._settings import Settings, SettingsError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", help="function name in the source (FUNCTION_TARGET)")
+    parser.add_argument("--source", help="Python file that defines it (FUNCTION_SOURCE, default main.py)")
+    parser.add_argument(
+        "--signature-type",
+        choices=["http", "cloudevent", "asgi"],
+        help="http, cloudevent or asgi (FUNCTION_SIGNATURE_TYPE; default: detected from the decorator)",
+    )
+    parser.add_argument("--host", help="address to listen on (HOST, default 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="port to listen on (PORT, default 8080)")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="load the function, print what would run, exit"
+    )
+    parser.epilog = "environment:\n" + "\n".join(
+        f"  {name:<26} {help_} (default {default})" for name, default, help_ in Settings.describe()
+    )
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def run(args: argparse.Namespace) -> int:
+    from kfaas._log import configure_logging
+
+    try:
+        settings = Settings.from_env(
+            target=args.target,
+            source=args.source,
+            signature_type=args.signature_type,
+            host=args.host,
+            port=args.port,
+        )
+    except SettingsError as exc:
+        sys.stderr.write(f"kfaas serve: {exc}\n")
+        return 2
+    configure_logging(settings.log_level)
+    log = logging.getLogger("kfaas.serve")
+
+    from kfaas._registry import LoadError, load_target
+
+    try:
+        target = load_target(settings.source, settings.target, settings.signature_type)
+    except LoadError as exc:
+        sys.stderr.write(f"kfaas serve: {exc}\n")
+        return 2
+    if args.dry_run:
+        sys.stdout.write(
+            f"would serve {target.name} ({target.signature_type}) from {settings.source} "
+            f"on {settings.host}:{settings.port}\n"
+        )
+        return 0
+
+    from kfaas._app import FunctionApp
+    from kfaas._context import Context
+    from kfaas._server import run as run_server
+
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    app = FunctionApp(target, Context(settings))
+    log.info(
+        "serving %s (%s) on %s:%d",
+        target.name,
+        target.signature_type,
+        settings.host,
+        settings.port,
+        extra={"function": settings.function_name or target.name},
+    )
+    try:
+        run_server(app, settings.host, settings.port, drain_seconds=settings.drain_seconds)
+    except OSError as exc:
+        log.error("cannot serve on %s:%d: %s", settings.host, settings.port, exc)
+        return 1
+    return 0
