@@ -1,0 +1,54 @@
+"""The dev broker: Knative's RabbitMQ broker semantics on RabbitMQ, for compose and ``kfaas dev``.
+
+It reads the same function descriptions as the renderers and gives them the contract of the
+eventing-rabbitmq broker (docs/broker.md says what it does and what it lacks):
+
+- an HTTP ingress (ASGI) at ``POST /<broker>`` taking CloudEvents in binary, structured and batch mode;
+  202 once RabbitMQ confirmed the publish, 400 JSON naming the problem, 503 when RabbitMQ is down;
+- per broker a durable headers exchange ``b.<namespace>.<broker>``; per trigger a quorum queue
+  ``t.<namespace>.<function>-<trigger>`` bound with the trigger's exact attribute filter, and a quorum
+  dead-letter queue ``….dlq``;
+- delivery per trigger: ``parallelism`` events in flight (1 = FIFO: the next event waits while one is
+  retried), ``retry`` with linear or exponential backoff, a per-attempt ``timeout``, then the dead-letter
+  queue with ``knativeerrordest``, ``knativeerrorcode`` and ``knativeerrordata`` (base64); the message is
+  acked only after the subscriber answered or the dead letter was confirmed;
+- a 200 answer carrying a CloudEvent is published back to the same broker;
+- sources: queue (RabbitmqSource) and ping (PingSource) from the descriptions.
+
+Embedding it (what ``kfaas dev`` does)::
+
+    from kfaas.broker import DevBroker
+    from kfaas.spec import load_app
+
+    urls = {"notify-email": "http://127.0.0.1:8101/", ...}
+    broker = DevBroker(load_app(Path("functions")), amqp_url, resolve_url=urls.__getitem__)
+    await broker.start()              # topology, trigger consumers, sources
+    app = broker.ingress              # ASGI app: serve it (e.g. kfaas.broker.serve_ingress) on a port
+    ...                               # K_SINK of a function = http://127.0.0.1:<port>/default
+    await broker.stop()               # in-flight unacked events go back to their queues
+
+``DevBroker(..., namespace="default", clock=SystemClock())``: the namespace is part of every RabbitMQ name
+(tests use a unique one), the clock drives backoff waits and ping schedules (``ManualClock`` in tests).
+``await broker.publish("default", event)`` sends an event without HTTP. ``serve_ingress(broker, host,
+port)`` serves the ingress with granian in the running loop until cancelled.
+"""
+
+from __future__ import annotations
+
+from kfaas.broker._broker import BrokerUnavailable, DevBroker, InvalidEvent, parse_events
+from kfaas.broker._clock import Clock, ManualClock, SystemClock
+from kfaas.broker._names import TriggerRef, triggers_of
+from kfaas.broker._serve import serve_ingress
+
+__all__ = [
+    "BrokerUnavailable",
+    "Clock",
+    "DevBroker",
+    "InvalidEvent",
+    "ManualClock",
+    "SystemClock",
+    "TriggerRef",
+    "parse_events",
+    "serve_ingress",
+    "triggers_of",
+]

@@ -1,0 +1,432 @@
+"""The dev broker: ingress, topology, and the dispatcher of every trigger."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import aio_pika
+import httpx
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+    ExchangeType,
+)
+from cloudevents.exceptions import GenericException
+from cloudevents.http import CloudEvent, from_http
+
+from kfaas.broker._clock import Clock, SystemClock
+from kfaas.broker._names import (
+    ERROR_CODE,
+    ERROR_DATA,
+    ERROR_DEST,
+    PREFIX,
+    TriggerRef,
+    amqp_headers_to_http,
+    broker_exchange,
+    error_data,
+    event_to_amqp,
+    triggers_of,
+)
+
+if TYPE_CHECKING:
+    from kfaas.spec import AppSpec
+
+__all__ = ["BrokerUnavailable", "DevBroker", "InvalidEvent"]
+
+log = logging.getLogger("kfaas.broker")
+
+QUORUM = {"x-queue-type": "quorum"}
+# Knative's data-plane contract: these answers are retried, other 4xx (and 1xx/3xx) are final.
+RETRYABLE_STATUS = frozenset({404, 409, 429})
+CODE_CONNECTION_ERROR = 502  # no answer at all: connection refused or reset
+CODE_TIMEOUT = 504  # no answer within the attempt's timeout
+BATCH = "application/cloudevents-batch+json"
+STRUCTURED = "application/cloudevents"
+
+
+class InvalidEvent(ValueError):
+    """A request that is not a valid CloudEvent (the ingress answers 400 with this message)."""
+
+
+class BrokerUnavailable(RuntimeError):
+    """RabbitMQ did not confirm a publish in time (the ingress answers 503)."""
+
+
+def parse_events(headers: dict[str, str], body: bytes) -> list[CloudEvent]:
+    """The events of one HTTP request in binary, structured or batch mode, read by the cloudevents SDK.
+
+    The SDK fills in a missing ``id`` or ``specversion`` itself, so their presence is checked first.
+    """
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if content_type == BATCH:
+            items = json.loads(body)
+            if not isinstance(items, list):
+                raise InvalidEvent("a batch must be a JSON array of structured events")
+            return [_structured(json.dumps(item).encode(), item) for item in items]
+        if "ce-specversion" in headers or not content_type.startswith(STRUCTURED):
+            missing = [a for a in ("specversion", "id", "source", "type") if not headers.get(PREFIX + a)]
+            if missing:
+                names = ", ".join(PREFIX + m for m in missing)
+                raise InvalidEvent(f"not a binary-mode CloudEvent: missing header(s) {names}")
+            return [from_http(headers, body)]
+        return [_structured(body, json.loads(body))]
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent(f"body is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+    except GenericException as exc:
+        raise InvalidEvent(str(exc)) from exc
+
+
+def _structured(raw: bytes, parsed: Any) -> CloudEvent:
+    if not isinstance(parsed, dict):
+        raise InvalidEvent("a structured CloudEvent must be a JSON object")
+    missing = [a for a in ("specversion", "id", "source", "type") if not parsed.get(a)]
+    if missing:
+        raise InvalidEvent(f"structured CloudEvent without required attribute(s): {', '.join(missing)}")
+    return from_http({"content-type": "application/cloudevents+json"}, raw)
+
+
+class DevBroker:
+    """Knative RabbitMQ broker semantics for one application, on one RabbitMQ connection.
+
+    ``resolve_url(function_name)`` gives the URL a function's events are POSTed to.
+    """
+
+    def __init__(
+        self,
+        app: AppSpec,
+        amqp_url: str,
+        resolve_url: Callable[[str], str],
+        *,
+        namespace: str = "default",
+        clock: Clock | None = None,
+        publish_timeout: float = 5.0,
+        sources: bool = True,
+    ) -> None:
+        self.app = app
+        self.amqp_url = amqp_url
+        self.resolve_url = resolve_url
+        self.namespace = namespace
+        self.clock: Clock = clock or SystemClock()
+        self.publish_timeout = publish_timeout
+        self.triggers = triggers_of(app, namespace)
+        self.brokers = sorted({*app.brokers, *(t.trigger.broker for t in self.triggers)})
+        self._with_sources = sources
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._dead_letter_channel: AbstractChannel | None = None
+        self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._http: httpx.AsyncClient | None = None
+        self._stopping = False
+        self._sources: list[Any] = []
+        self.ingress = Ingress(self)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect, declare the topology, start consuming every trigger's queue and start the sources."""
+        self._stopping = False
+        self._connection = await aio_pika.connect_robust(
+            self.amqp_url, client_properties={"connection_name": f"kfaas-broker-{self.namespace}"}
+        )
+        parallel = sum(t.trigger.parallelism for t in self.triggers) or 1
+        self._http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=parallel + 10, max_keepalive_connections=parallel + 10),
+            follow_redirects=False,
+        )
+        self._publish_channel = await self._connection.channel(publisher_confirms=True)
+        for broker in self.brokers:
+            self._exchanges[broker] = await self._publish_channel.declare_exchange(
+                broker_exchange(self.namespace, broker), ExchangeType.HEADERS, durable=True
+            )
+        self._dead_letter_channel = await self._connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        for ref in self.triggers:
+            await self._start_trigger(ref)
+        if self._with_sources:
+            from kfaas.broker._sources import build_sources
+
+            self._sources = build_sources(self)
+            for source in self._sources:
+                await source.start()
+        log.info(
+            "dev broker ready: brokers %s, %d trigger(s), %d source(s)",
+            ", ".join(self.brokers),
+            len(self.triggers),
+            len(self._sources),
+        )
+
+    async def stop(self) -> None:
+        """Stop consuming, let in-flight deliveries end (unacked ones return to their queue), close."""
+        self._stopping = True
+        for source in self._sources:
+            await source.stop()
+        for queue, tag in self._consumers:
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
+        self._consumers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._http is not None:
+            await self._http.aclose()
+        if self._connection is not None:
+            await self._connection.close()
+        self._connection = None
+
+    async def __aenter__(self) -> DevBroker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def ready(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed and not self._stopping
+
+    @property
+    def connection(self) -> AbstractRobustConnection:
+        if self._connection is None:
+            raise BrokerUnavailable("the dev broker is not started")
+        return self._connection
+
+    # -- publishing ----------------------------------------------------------------------------------
+    async def publish(self, broker: str, event: CloudEvent) -> None:
+        """Send one event to a broker; returns once RabbitMQ confirmed it (raises BrokerUnavailable)."""
+        exchange = self._exchanges.get(broker)
+        if exchange is None:
+            raise KeyError(broker)
+        headers, content_type, body = event_to_amqp(event)
+        message = aio_pika.Message(
+            body,
+            headers=headers,
+            content_type=content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=str(event["id"]),
+        )
+        await self._confirmed(exchange.publish(message, routing_key=""))
+
+    async def _confirmed(self, publish: Awaitable[Any]) -> None:
+        if not self.ready:
+            raise BrokerUnavailable("not connected to RabbitMQ")
+        try:
+            await asyncio.wait_for(publish, self.publish_timeout)
+        except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+            raise BrokerUnavailable(f"RabbitMQ did not confirm the publish: {exc!r}") from exc
+
+    # -- triggers ------------------------------------------------------------------------------------
+    async def _start_trigger(self, ref: TriggerRef) -> None:
+        channel = await self.connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=ref.trigger.parallelism)
+        queue = await channel.declare_queue(ref.queue, durable=True, arguments=QUORUM)
+        await queue.bind(ref.exchange, routing_key="", arguments=ref.binding_arguments)
+        if ref.delivery.dead_letter:
+            await channel.declare_queue(ref.dead_letter_queue, durable=True, arguments=QUORUM)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.add(task)
+            try:
+                await self._deliver(ref, message)
+            finally:
+                if task is not None:
+                    self._tasks.discard(task)
+
+        tag = await queue.consume(on_message, no_ack=False)
+        self._consumers.append((queue, tag))
+
+    async def _deliver(self, ref: TriggerRef, message: AbstractIncomingMessage) -> None:
+        """Deliver with retries (the next event of a parallelism-1 trigger waits), then ack or dead-letter."""
+        assert self._http is not None
+        url = self.resolve_url(ref.function.name)
+        headers = amqp_headers_to_http(message.headers, message.content_type)
+        headers["prefer"] = "reply"
+        delivery = ref.delivery
+        attempt = 0
+        while True:
+            code, body, retryable, response = await self._attempt(url, headers, message.body, ref)
+            if response is not None and 200 <= code < 300:
+                if code == 200:
+                    await self._reply(ref, response)
+                await _settle(message.ack())
+                return
+            if retryable and attempt < delivery.retry:
+                attempt += 1
+                delay = delivery.delay_for(attempt)
+                log.info(
+                    "trigger %s: event %s failed (%s), retry %d/%d in %.3fs",
+                    ref.name,
+                    headers.get("ce-id"),
+                    code,
+                    attempt,
+                    delivery.retry,
+                    delay,
+                )
+                await self.clock.sleep(delay)
+                continue
+            break
+        log.warning(
+            "trigger %s: event %s failed for good (%s) after %d attempt(s)",
+            ref.name,
+            headers.get("ce-id"),
+            code,
+            attempt + 1,
+        )
+        if delivery.dead_letter:
+            await self._dead_letter(ref, message, url, code, body)
+        await _settle(message.ack())
+
+    async def _attempt(
+        self, url: str, headers: dict[str, str], body: bytes, ref: TriggerRef
+    ) -> tuple[int, bytes, bool, httpx.Response | None]:
+        assert self._http is not None
+        try:
+            response = await self._http.post(url, headers=headers, content=body, timeout=ref.attempt_timeout)
+        except httpx.TimeoutException:
+            return CODE_TIMEOUT, f"timeout: no answer within {ref.attempt_timeout:g}s".encode(), True, None
+        except httpx.HTTPError as exc:
+            return CODE_CONNECTION_ERROR, f"connection error: {exc!r}".encode(), True, None
+        code = response.status_code
+        return code, response.content, code in RETRYABLE_STATUS or code >= 500, response
+
+    async def _reply(self, ref: TriggerRef, response: httpx.Response) -> None:
+        """A 200 answer carrying a CloudEvent goes back to the trigger's broker."""
+        if "ce-specversion" not in response.headers and not response.headers.get(
+            "content-type", ""
+        ).startswith(STRUCTURED):
+            return
+        try:
+            events = parse_events(dict(response.headers), response.content)
+        except InvalidEvent as exc:
+            log.warning("trigger %s: the reply is not a valid CloudEvent, dropped: %s", ref.name, exc)
+            return
+        for event in events:
+            await self.publish(ref.trigger.broker, event)
+
+    async def _dead_letter(
+        self, ref: TriggerRef, message: AbstractIncomingMessage, url: str, code: int, body: bytes
+    ) -> None:
+        assert self._dead_letter_channel is not None
+        headers = dict(message.headers or {})
+        headers[PREFIX + ERROR_DEST] = url
+        headers[PREFIX + ERROR_CODE] = str(code)
+        headers[PREFIX + ERROR_DATA] = error_data(body)
+        dead = aio_pika.Message(
+            message.body,
+            headers=headers,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            timestamp=self.clock.now(),
+        )
+        await self._confirmed(
+            self._dead_letter_channel.default_exchange.publish(
+                dead, routing_key=ref.dead_letter_queue, mandatory=True
+            )
+        )
+
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+async def _settle(ack: Awaitable[Any]) -> None:
+    """Ack after the outcome is safe; if the channel died meanwhile, RabbitMQ redelivers the message."""
+    try:
+        await ack
+    except Exception as exc:  # the channel or connection is gone: nothing to undo, it comes back
+        log.warning("ack failed, the message will be redelivered: %r", exc)
+
+
+class Ingress:
+    """ASGI app: ``POST /<broker>`` (or ``/<namespace>/<broker>``) takes CloudEvents, 202 once confirmed."""
+
+    def __init__(self, broker: DevBroker) -> None:
+        self.broker = broker
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    def _broker_of(self, path: str) -> str | None:
+        parts = path.strip("/").split("/")
+        if len(parts) == 2 and parts[0] == self.broker.namespace:
+            parts = parts[1:]
+        return parts[0] if len(parts) == 1 and parts[0] in self.broker.brokers else None
+
+    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path: str = scope["path"].rstrip("/")
+        if path in ("/health/readiness", "/health/liveness"):
+            ok = path.endswith("liveness") or self.broker.ready
+            await _json(send, 200 if ok else 503, {"status": "ok" if ok else "not connected to RabbitMQ"})
+            return
+        name = self._broker_of(path)
+        if name is None:
+            known = ", ".join(f"/{b}" for b in self.broker.brokers)
+            await _json(send, 404, {"error": f"no broker at {path or '/'} (brokers: {known})"})
+            return
+        if scope["method"] != "POST":
+            await _json(send, 405, {"error": "POST CloudEvents to a broker"}, allow="POST")
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            events = parse_events(headers, await _body(receive))
+        except InvalidEvent as exc:
+            await _json(send, 400, {"error": str(exc)})
+            return
+        try:
+            if len(events) == 1:
+                await self.broker.publish(name, events[0])
+            else:
+                await asyncio.gather(*(self.broker.publish(name, e) for e in events))
+        except BrokerUnavailable as exc:
+            log.warning("ingress: %s", exc)
+            await _json(send, 503, {"error": "RabbitMQ is unavailable, retry later"})
+            return
+        await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    while True:
+        msg = await receive()
+        if msg["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif msg["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _body(receive: Any) -> bytes:
+    body = bytearray()
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            return bytes(body)
+
+
+async def _json(send: Any, status: int, payload: dict[str, Any], allow: str | None = None) -> None:
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if allow:
+        headers.append((b"allow", allow.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,125 @@
+"""Names of the RabbitMQ objects of the dev broker and the mapping between CloudEvents and AMQP messages.
+
+Names follow eventing-rabbitmq's scheme (``b.<namespace>.<broker>`` for a broker's exchange,
+``t.<namespace>.<trigger>`` for a trigger's queue) without the Kubernetes UID suffix, since there is no
+cluster here: the same description always gives the same names, so queues survive a restart of the broker.
+
+An event travels through RabbitMQ in binary content mode, as eventing-rabbitmq's messages do: every
+CloudEvents attribute is an AMQP header ``ce-<name>``, ``datacontenttype`` is the AMQP content type and the
+body is the event's data. The broker exchange is a headers exchange, so a trigger's exact attribute filter is
+a binding with ``x-match: all`` — RabbitMQ does the filtering.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from cloudevents.conversion import to_binary
+from cloudevents.http import CloudEvent, from_http
+
+from kfaas.spec import AppSpec, Delivery, FunctionSpec, Trigger
+
+__all__ = [
+    "ERROR_CODE",
+    "ERROR_DATA",
+    "ERROR_DEST",
+    "ERROR_EXTENSIONS",
+    "TriggerRef",
+    "amqp_headers_to_http",
+    "broker_exchange",
+    "event_from_amqp",
+    "event_to_amqp",
+    "triggers_of",
+]
+
+PREFIX = "ce-"
+ERROR_DEST = "knativeerrordest"
+ERROR_CODE = "knativeerrorcode"
+ERROR_DATA = "knativeerrordata"
+ERROR_EXTENSIONS = (ERROR_DEST, ERROR_CODE, ERROR_DATA)
+ERROR_DATA_MAX = 1024  # bytes of the response body kept (Knative's KnativeErrorDataExtensionMaxLength)
+
+
+def broker_exchange(namespace: str, broker: str) -> str:
+    return f"b.{namespace}.{broker}"
+
+
+@dataclass(frozen=True)
+class TriggerRef:
+    """One trigger of one function, with the names of its RabbitMQ objects."""
+
+    function: FunctionSpec
+    trigger: Trigger
+    namespace: str
+
+    @property
+    def name(self) -> str:
+        """The Knative Trigger's name: ``<function>-<trigger>``."""
+        return f"{self.function.name}-{self.trigger.name}"
+
+    @property
+    def exchange(self) -> str:
+        return broker_exchange(self.namespace, self.trigger.broker)
+
+    @property
+    def queue(self) -> str:
+        return f"t.{self.namespace}.{self.name}"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"t.{self.namespace}.{self.name}.dlq"
+
+    @property
+    def delivery(self) -> Delivery:
+        return self.trigger.delivery
+
+    @property
+    def binding_arguments(self) -> dict[str, Any]:
+        return {"x-match": "all", **{PREFIX + k: v for k, v in self.trigger.filter.items()}}
+
+    @property
+    def attempt_timeout(self) -> float:
+        """Seconds one delivery attempt may take: the trigger's ``timeout``, else the function's."""
+        return self.delivery.timeout_seconds() or float(self.function.timeout)
+
+
+def triggers_of(app: AppSpec, namespace: str) -> list[TriggerRef]:
+    return [TriggerRef(fn, t, namespace) for fn in app.functions for t in fn.triggers]
+
+
+def event_to_amqp(event: CloudEvent) -> tuple[dict[str, Any], str | None, bytes]:
+    """(headers, content type, body) of an event in binary content mode, written by the SDK."""
+    http_headers, body = to_binary(event)
+    content_type = None
+    headers: dict[str, Any] = {}
+    for key, value in http_headers.items():
+        low = key.lower()
+        if low == "content-type":
+            content_type = value
+        else:
+            headers[low] = value
+    return headers, content_type, body if isinstance(body, bytes) else str(body).encode()
+
+
+def amqp_headers_to_http(headers: dict[str, Any] | None, content_type: str | None) -> dict[str, str]:
+    """HTTP headers of the binary-mode request for an event stored as AMQP headers."""
+    out = {
+        k: v.decode() if isinstance(v, bytes) else str(v)
+        for k, v in (headers or {}).items()
+        if k.startswith(PREFIX)
+    }
+    if content_type:
+        out["content-type"] = content_type
+    return out
+
+
+def event_from_amqp(headers: dict[str, Any] | None, content_type: str | None, body: bytes) -> CloudEvent:
+    """The event of a binary-mode AMQP message, read by the SDK."""
+    return from_http(amqp_headers_to_http(headers, content_type), body)
+
+
+def error_data(body: bytes) -> str:
+    """``knativeerrordata``: the start of the subscriber's answer, base64 as Knative sends it."""
+    return base64.b64encode(body[:ERROR_DATA_MAX]).decode()

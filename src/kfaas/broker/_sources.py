@@ -1,0 +1,194 @@
+"""Event sources of the dev broker: the queue source (RabbitmqSource) and the ping source (PingSource)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from cloudevents.exceptions import GenericException
+from cloudevents.http import CloudEvent, from_http
+
+from kfaas.broker._broker import QUORUM, BrokerUnavailable
+from kfaas.broker._names import PREFIX, event_from_amqp
+from kfaas.spec import FunctionSpec, PingSource, QueueSource
+
+if TYPE_CHECKING:
+    from kfaas.broker._broker import DevBroker
+
+__all__ = ["PING_TYPE", "QUEUE_TYPE", "PingSourceRunner", "QueueSourceRunner", "build_sources", "queue_event"]
+
+log = logging.getLogger("kfaas.broker.sources")
+
+QUEUE_TYPE = "dev.knative.rabbitmq.event"
+PING_TYPE = "dev.knative.sources.ping"
+
+
+def build_sources(broker: DevBroker) -> list[QueueSourceRunner | PingSourceRunner]:
+    runners: list[QueueSourceRunner | PingSourceRunner] = []
+    for fn in broker.app.functions:
+        for source in fn.sources:
+            if isinstance(source, QueueSource):
+                runners.append(QueueSourceRunner(broker, fn, source))
+            else:
+                runners.append(PingSourceRunner(broker, fn, source))
+    return runners
+
+
+def queue_event(
+    namespace: str, name: str, queue: str, message: AbstractIncomingMessage | aio_pika.Message
+) -> CloudEvent:
+    """The CloudEvent of one queue message, as RabbitmqSource makes it.
+
+    A message that is already a CloudEvent (structured body, or binary ``ce-`` headers) keeps its
+    attributes; any other body becomes the data of a ``dev.knative.rabbitmq.event``.
+    """
+    headers = dict(message.headers or {})
+    content_type = message.content_type or ""
+    if PREFIX + "specversion" in headers:
+        with contextlib.suppress(GenericException, ValueError):
+            return event_from_amqp(headers, message.content_type, message.body)
+    if content_type.startswith("application/cloudevents+json") or _looks_structured(message.body):
+        with contextlib.suppress(GenericException, ValueError):
+            return from_http({"content-type": "application/cloudevents+json"}, message.body)
+    message_id = message.message_id
+    attributes: dict[str, Any] = {
+        "type": QUEUE_TYPE,
+        "source": f"/apis/v1/namespaces/{namespace}/rabbitmqsources/{name}#{queue}",
+        "id": message_id or str(uuid.uuid4()),
+    }
+    if message_id:
+        attributes["subject"] = message_id
+    if content_type:
+        attributes["datacontenttype"] = content_type
+    if isinstance(message.timestamp, datetime):
+        stamp = message.timestamp if message.timestamp.tzinfo else message.timestamp.replace(tzinfo=UTC)
+        attributes["time"] = stamp.isoformat()
+    return CloudEvent(attributes, bytes(message.body))
+
+
+def _looks_structured(body: bytes) -> bool:
+    if not body.lstrip().startswith(b"{"):
+        return False
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and all(parsed.get(k) for k in ("specversion", "id", "source", "type"))
+
+
+class QueueSourceRunner:
+    """Consumes an existing queue; each message is acked only after the broker confirmed its event."""
+
+    def __init__(self, broker: DevBroker, fn: FunctionSpec, spec: QueueSource) -> None:
+        self.broker = broker
+        self.spec = spec
+        self.name = f"{fn.name}-{spec.name}"
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+
+    async def start(self) -> None:
+        connection = self.broker.connection
+        self._channel = await connection.channel()
+        await self._channel.set_qos(prefetch_count=self.spec.parallelism)
+        try:
+            self._queue = await self._channel.declare_queue(self.spec.queue, durable=True, arguments=QUORUM)
+        except aio_pika.exceptions.ChannelPreconditionFailed:
+            # the queue exists with other arguments (e.g. a classic queue): use it as it is
+            self._channel = await connection.channel()
+            await self._channel.set_qos(prefetch_count=self.spec.parallelism)
+            self._queue = await self._channel.declare_queue(self.spec.queue, passive=True)
+        self._tag = await self._queue.consume(self._on_message, no_ack=False)
+
+    async def stop(self) -> None:
+        if self._queue is not None and self._tag is not None:
+            with contextlib.suppress(Exception):
+                await self._queue.cancel(self._tag)
+        if self._channel is not None:
+            with contextlib.suppress(Exception):
+                await self._channel.close()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        event = queue_event(self.broker.namespace, self.name, self.spec.queue, message)
+        delivery = self.spec.delivery
+        attempt = 0
+        while True:
+            try:
+                await self.broker.publish(self.spec.broker, event)
+            except BrokerUnavailable as exc:
+                if attempt < delivery.retry:
+                    attempt += 1
+                    await self.broker.clock.sleep(delivery.delay_for(attempt))
+                    continue
+                log.warning(
+                    "source %s: event %s not accepted by the broker, requeued: %s",
+                    self.name,
+                    event["id"],
+                    exc,
+                )
+                with contextlib.suppress(Exception):
+                    await message.nack(requeue=True)
+                return
+            break
+        with contextlib.suppress(Exception):
+            await message.ack()
+
+
+class PingSourceRunner:
+    """Sends ``dev.knative.sources.ping`` events on a cron schedule, in the source's time zone."""
+
+    def __init__(self, broker: DevBroker, fn: FunctionSpec, spec: PingSource) -> None:
+        self.broker = broker
+        self.spec = spec
+        self.name = f"{fn.name}-{spec.name}"
+        self._task: asyncio.Task[None] | None = None
+
+    def event(self, when: datetime) -> CloudEvent:
+        attributes = {
+            "type": PING_TYPE,
+            "source": f"/apis/v1/namespaces/{self.broker.namespace}/pingsources/{self.name}",
+            "id": str(uuid.uuid4()),
+            "time": when.astimezone(UTC).isoformat(),
+            "datacontenttype": self.spec.content_type,
+        }
+        data = self.spec.data
+        if data is None:
+            return CloudEvent(attributes, None)
+        if isinstance(data, str):
+            return CloudEvent(attributes, data.encode())
+        return CloudEvent(attributes, json.dumps(data).encode())
+
+    def next_fire(self, after: datetime) -> datetime:
+        from croniter import croniter
+
+        local = after.astimezone(ZoneInfo(self.spec.timezone))
+        fire: datetime = croniter(self.spec.schedule, local).get_next(datetime)
+        return fire
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"ping-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        clock = self.broker.clock
+        while True:
+            fire = self.next_fire(clock.now())
+            while (wait := (fire - clock.now()).total_seconds()) > 0:
+                await clock.sleep(wait)
+            try:
+                await self.broker.publish(self.spec.broker, self.event(fire))
+            except BrokerUnavailable as exc:
+                log.warning("ping source %s: the %s event was not sent: %s", self.name, fire.isoformat(), exc)
