@@ -267,21 +267,31 @@ class FunctionApp:
 
     async def _call_http(self, scope: Scope, receive: Receive, send: Send) -> int:
         status = 500
+        started = False
 
         async def capture(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started = True
             await send(message)
 
         if self.target.signature_type == "asgi":
-            await self.target.func(self._with_state(scope), receive, capture)
-            return status
-        if self._http_handler is None:
-            from kfaas._http import http_handler
+            handler = self.target.func
+        else:
+            if self._http_handler is None:
+                from kfaas._http import http_handler
 
-            self._http_handler = http_handler(self.target, self.ctx)
-        await self._http_handler(self._with_state(scope), receive, capture)
+                self._http_handler = http_handler(self.target, self.ctx)
+            handler = self._http_handler
+        try:
+            await handler(self._with_state(scope), receive, capture)
+        except Exception:
+            # Starlette re-raises after it has sent its 500; log once, answer if nothing was sent yet
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            if not started:
+                status = 500
+                await _send(send, *_json_body(500, {"error": "internal error; see the function's log"}))
         return status
 
     # -- lifespan ------------------------------------------------------------------------------------

@@ -1,0 +1,88 @@
+"""create-user: ``POST /users`` — the seed's CreateUser Lambda on MongoDB.
+
+Takes ``{"email": ..., "name": ...}`` and answers 201 with the new user and a ``Location: /users/{id}``
+header. A body that fails validation gets 400 naming the field; unknown keys are refused, which is also what
+keeps operator keys (``$where``, ``a.b``) out of the database; an email already registered gets 409 (a unique
+index, created at start-up, or on the first request if MongoDB was not there at start-up).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import FastAPI, HTTPException, Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from kfaas import Context
+from kfaas.api import Ctx, create_api
+
+log = logging.getLogger("create-user")
+
+Email = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, to_lower=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+    ),
+]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class NewUser(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"email": "ada@example.com", "name": "Ada"}}
+    )
+
+    email: Email = Field(description="Unique; stored lower-cased")
+    name: Name
+
+
+class User(BaseModel):
+    id: str
+    email: str
+    name: str
+
+
+class _Indexes:
+    """The unique email index: made once, at start-up or on the first write if MongoDB was away then."""
+
+    ready = False
+
+    @classmethod
+    async def ensure(cls, ctx: Context) -> None:
+        if not cls.ready:
+            await ctx.db.users.create_index("email", unique=True, name="email_unique")
+            cls.ready = True
+
+
+@asynccontextmanager
+async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+    try:
+        await _Indexes.ensure(api.state.kfaas)
+    except PyMongoError as exc:  # MongoDB not up yet: the first POST makes the index
+        log.warning("could not create the users.email index at start-up: %s", exc)
+    yield
+
+
+app = create_api("create-user", description="Register a user (the seed's CreateUser).", lifespan=lifespan)
+
+
+@app.post(
+    "/users",
+    status_code=201,
+    response_model=User,
+    responses={409: {"description": "A user with this email exists"}},
+    summary="Create a user",
+)
+async def create_user(body: NewUser, response: Response, ctx: Ctx) -> User:
+    await _Indexes.ensure(ctx)
+    try:
+        result = await ctx.db.users.insert_one({"email": body.email, "name": body.name})
+    except DuplicateKeyError:
+        raise HTTPException(409, f"a user with email {body.email!r} already exists") from None
+    user_id = str(result.inserted_id)
+    response.headers["Location"] = f"/users/{user_id}"
+    return User(id=user_id, email=body.email, name=body.name)

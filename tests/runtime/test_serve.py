@@ -1,0 +1,211 @@
+"""``kfaas serve`` as a process: start-up, real HTTP, SIGTERM drain and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+SAMPLES = Path(__file__).resolve().parents[1] / "test_functions"
+BINARY = {"ce-id": "p-1", "ce-source": "/tests", "ce-type": "t", "ce-specversion": "1.0"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def kfaas(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "kfaas", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "KFAAS_FUNCTION": "sample", **(env or {})},
+    )
+
+
+def wait_ready(port: int, proc: subprocess.Popen[str], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            _out, err = proc.communicate()
+            pytest.fail(f"kfaas serve exited with {proc.returncode}: {err[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/liveness", timeout=0.5).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"kfaas serve did not answer on port {port} within {timeout}s")
+
+
+@pytest.fixture
+def slow_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
+    port = free_port()
+    proc = kfaas(
+        "serve",
+        "--source",
+        str(SAMPLES / "cloudevents" / "main.py"),
+        "--target",
+        "slow",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        env={"KFAAS_DRAIN_SECONDS": "10"},
+    )
+    wait_ready(port, proc)
+    yield proc, port
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(
+    slow_server: tuple[subprocess.Popen[str], int],
+) -> None:
+    proc, port = slow_server
+    result: dict[str, object] = {}
+
+    def call() -> None:
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/",
+            headers={**BINARY, "content-type": "application/json"},
+            content=json.dumps({"seconds": 1.0}),
+            timeout=10,
+        )
+        result["status"] = response.status_code
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    time.sleep(0.3)  # the request is now in the handler
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    with pytest.raises(httpx.TransportError):  # no new connections once stopping
+        httpx.get(f"http://127.0.0.1:{port}/health/liveness", timeout=1)
+    caller.join(10)
+    assert result.get("status") == 204
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [(line["status"], line["ce_id"]) for line in lines if line.get("msg") == "request"] == [
+        (204, "p-1")
+    ]
+    assert "stopping" in err
+    assert '"stopped"' in err
+
+
+def test_a_request_outliving_the_drain_bound_does_not_keep_the_process() -> None:
+    port = free_port()
+    proc = kfaas(
+        "serve",
+        "--source",
+        str(SAMPLES / "cloudevents" / "main.py"),
+        "--target",
+        "slow",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        env={"KFAAS_DRAIN_SECONDS": "1"},
+    )
+    try:
+        wait_ready(port, proc)
+        caller = threading.Thread(
+            target=lambda: httpx.post(
+                f"http://127.0.0.1:{port}/",
+                headers={**BINARY, "content-type": "application/json"},
+                content=json.dumps({"seconds": 30}),
+                timeout=40,
+            ),
+            daemon=True,
+        )
+        caller.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
+        assert time.monotonic() - started < 8
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source", "nowhere.py", "--target", "x"], "function source nowhere.py does not exist"),
+        (
+            ["--source", str(SAMPLES / "cloudevents" / "main.py"), "--target", "nope"],
+            "has no attribute 'nope'",
+        ),
+        (["--source", str(SAMPLES / "cloudevents" / "main.py")], "no function target"),
+    ],
+)
+def test_load_errors_exit_2_with_a_message(args: list[str], message: str) -> None:
+    proc = kfaas("serve", *args, env={"FUNCTION_TARGET": ""})
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert message in err
+
+
+def test_bad_setting_is_named() -> None:
+    proc = kfaas("serve", "--target", "x", env={"PORT": "eighty"})
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "PORT='eighty' is not a valid int" in err
+
+
+def test_port_in_use_is_reported() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = kfaas(
+            "serve",
+            "--source",
+            str(SAMPLES / "cloudevents" / "main.py"),
+            "--target",
+            "record",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        )
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert "ddress already in use" in err or "cannot serve" in err
+
+
+def test_environment_variables_select_the_function() -> None:
+    port = free_port()
+    proc = kfaas(
+        "serve",
+        env={
+            "FUNCTION_SOURCE": str(SAMPLES / "ff_aio" / "main.py"),
+            "FUNCTION_TARGET": "hello",
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+        },
+    )
+    try:
+        wait_ready(port, proc)
+        response = httpx.get(f"http://127.0.0.1:{port}/", params={"name": "env"})
+        assert response.json() == {"hello": "env"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
+    assert proc.returncode == 0

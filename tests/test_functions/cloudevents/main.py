@@ -1,0 +1,56 @@
+"""CloudEvent functions in kfaas's model: sync and async, with and without the context, replies, errors."""
+
+import asyncio
+import time
+
+from cloudevents.http import CloudEvent
+
+import kfaas
+
+SEEN: list[str] = []
+
+
+@kfaas.cloud_event
+def record(event):
+    SEEN.append(event["id"])
+
+
+@kfaas.cloud_event
+async def reply(event, ctx):
+    assert isinstance(ctx, kfaas.Context)
+    return CloudEvent({"type": "com.example.replied", "source": "/tests/reply"}, {"echo": event.data})
+
+
+@kfaas.cloud_event
+def sync_reply(event):
+    return CloudEvent({"type": "com.example.sync", "source": "/tests/sync"}, {"id": event["id"]})
+
+
+@kfaas.cloud_event
+async def slow(event):
+    await asyncio.sleep(float(event.data["seconds"]))
+
+
+@kfaas.cloud_event
+def blocking(event):
+    time.sleep(float(event.data["seconds"]))
+
+
+@kfaas.cloud_event
+def explode(event):
+    raise RuntimeError("secret internal detail")
+
+
+@kfaas.cloud_event
+def refuse(event):
+    raise kfaas.InvalidEvent("order total does not match its items")
+
+
+@kfaas.cloud_event
+def unavailable(event):
+    raise kfaas.ServiceUnavailable("database did not answer")
+
+
+@kfaas.cloud_event
+def wrong_return(event):
+    return {"not": "an event"}
