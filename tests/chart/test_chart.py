@@ -1,0 +1,451 @@
+"""The Helm chart (charts/kfaas): lint, render every ci/ scenario, validate every object against its schema.
+
+Core kinds are validated with kubernetes-validate (strict: unknown fields fail); Knative, eventing-rabbitmq
+and RabbitMQ operator kinds against the CRD schemas in ``<repo>/../shared/crd-schemas`` (Draft 7, unknown
+fields rejected). Without helm on PATH or without the CRD schemas those checks are skipped, saying so;
+``KFAAS_REQUIRE_TOOLS=1`` turns the skips into failures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from kfaas.spec import FunctionSpec, load_app
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "kfaas"
+FIXTURE = Path(__file__).parent / "fixtures" / "functions-values.yaml"
+CRD_SCHEMAS = REPO.parent / "shared" / "crd-schemas"
+SCENARIOS = sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
+NAMESPACE = "kfaas-test"
+CUSTOM_GROUPS = ("knative.dev", "rabbitmq.com")
+
+
+def _require(what: str) -> None:
+    if os.environ.get("KFAAS_REQUIRE_TOOLS") == "1":
+        pytest.fail(f"{what} (KFAAS_REQUIRE_TOOLS=1)")
+    pytest.skip(what)
+
+
+def helm() -> str:
+    path = shutil.which("helm")
+    if path is None:
+        _require("helm is not on PATH: chart checks skipped")
+    assert path is not None
+    return path
+
+
+def run_helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([helm(), *args], capture_output=True, text=True, timeout=120, check=False)
+    if check and proc.returncode != 0:
+        pytest.fail(f"helm {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def values_args(scenario: str | None, *, fixture: bool = True) -> list[str]:
+    args = ["-f", str(FIXTURE)] if fixture else []
+    if scenario:
+        args += ["-f", str(CHART / "ci" / scenario)]
+    return args
+
+
+@cache
+def _render(
+    scenario: str | None, extra: tuple[str, ...] = (), fixture: bool = True
+) -> tuple[dict[str, Any], ...]:
+    proc = run_helm(
+        "template",
+        "rel",
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        *values_args(scenario, fixture=fixture),
+        *extra,
+    )
+    return tuple(doc for doc in yaml.safe_load_all(proc.stdout) if doc)
+
+
+def render(scenario: str | None = None, *extra: str, fixture: bool = True) -> list[dict[str, Any]]:
+    return list(_render(scenario, tuple(extra), fixture))
+
+
+def of_kind(objs: list[dict[str, Any]], kind: str, group: str = "") -> list[dict[str, Any]]:
+    return [o for o in objs if o["kind"] == kind and o["apiVersion"].rpartition("/")[0] == group]
+
+
+def by_name(objs: list[dict[str, Any]], kind: str, name: str, group: str = "") -> dict[str, Any]:
+    found = [o for o in of_kind(objs, kind, group) if o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+def is_custom(obj: dict[str, Any]) -> bool:
+    group = obj["apiVersion"].rpartition("/")[0]
+    return group.endswith(CUSTOM_GROUPS)
+
+
+def fixture_functions() -> dict[str, Any]:
+    functions: dict[str, Any] = yaml.safe_load(FIXTURE.read_text())["functions"]
+    return functions
+
+
+# -- lint ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_lint_strict_every_scenario(scenario: str) -> None:
+    proc = run_helm("lint", "--strict", str(CHART), *values_args(scenario))
+    assert "0 chart(s) failed" in proc.stdout
+
+
+def test_lint_strict_committed_values_alone() -> None:
+    proc = run_helm("lint", "--strict", str(CHART))
+    assert "0 chart(s) failed" in proc.stdout
+
+
+def test_ci_scenarios_cover_the_required_cases() -> None:
+    assert {
+        "default-values.yaml",
+        "existing-services-values.yaml",
+        "rabbitmq-broker-values.yaml",
+        "provisioned-concurrency-values.yaml",
+        "networkpolicies-values.yaml",
+    } <= set(SCENARIOS)
+
+
+# -- every rendered object against its real schema ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_core_objects_validate_strictly(scenario: str) -> None:
+    version = kubernetes_validate.utils.latest_version()
+    core = [o for o in render(scenario) if not is_custom(o)]
+    assert core, "no core objects rendered"
+    for obj in core:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{obj['kind']} {obj['metadata']['name']}: {exc.message} at {list(exc.path)}")
+
+
+def crd_schema(obj: dict[str, Any]) -> dict[str, Any]:
+    group, _, version = obj["apiVersion"].rpartition("/")
+    path = CRD_SCHEMAS / group / f"{obj['kind'].lower()}_{version}.json"
+    assert path.is_file(), f"no CRD schema for {obj['apiVersion']} {obj['kind']} ({path})"
+    schema: dict[str, Any] = json.loads(path.read_text())
+    return schema
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_custom_objects_validate_against_crd_schemas(scenario: str) -> None:
+    if not CRD_SCHEMAS.is_dir():
+        _require(f"{CRD_SCHEMAS} is absent: Knative/RabbitMQ objects not validated")
+    custom = [o for o in render(scenario) if is_custom(o)]
+    assert custom, "no Knative objects rendered"
+    for obj in custom:
+        errors = sorted(jsonschema.Draft7Validator(crd_schema(obj)).iter_errors(obj), key=str)
+        assert not errors, f"{obj['kind']} {obj['metadata']['name']}: " + "; ".join(
+            f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors
+        )
+
+
+def test_crd_validation_rejects_an_unknown_field() -> None:
+    if not CRD_SCHEMAS.is_dir():
+        _require(f"{CRD_SCHEMAS} is absent")
+    trigger = next(o for o in render("default-values.yaml") if o["kind"] == "Trigger")
+    broken = json.loads(json.dumps(trigger))
+    broken["spec"]["subscriber"]["refs"] = broken["spec"]["subscriber"].pop("ref")
+    assert list(jsonschema.Draft7Validator(crd_schema(broken)).iter_errors(broken))
+
+
+# -- what the templates say ---------------------------------------------------------------------------------
+
+
+def test_one_knative_service_per_function_plus_gateway_and_dead_letter() -> None:
+    objs = render("default-values.yaml")
+    names = {o["metadata"]["name"] for o in of_kind(objs, "Service", "serving.knative.dev")}
+    assert names == set(fixture_functions()) | {"rel-kfaas-gateway", "rel-kfaas-dead-letter"}
+
+
+def test_disabled_function_is_left_out() -> None:
+    objs = render("default-values.yaml", "--set", "functions.get-user.enabled=false")
+    assert "get-user" not in {o["metadata"]["name"] for o in objs}
+    assert "rel-get-user-mongodb" not in {o["metadata"]["name"] for o in objs}
+
+
+def test_function_service_follows_its_description() -> None:
+    fn = fixture_functions()["get-user"]
+    ksvc = by_name(render("default-values.yaml"), "Service", "get-user", "serving.knative.dev")
+    template = ksvc["spec"]["template"]
+    notes = template["metadata"]["annotations"]
+    assert notes["autoscaling.knative.dev/min-scale"] == str(fn["scaling"]["min"])
+    assert notes["autoscaling.knative.dev/max-scale"] == str(fn["scaling"]["max"])
+    assert notes["autoscaling.knative.dev/target"] == str(fn["scaling"]["target"])
+    assert notes["autoscaling.knative.dev/scale-to-zero-pod-retention-period"] == fn["scaling"]["retention"]
+    assert template["spec"]["timeoutSeconds"] == fn["timeout"]
+    (container,) = template["spec"]["containers"]
+    assert container["image"] == "kfaas/get-user:0.1.0"
+    assert container["resources"]["limits"]["memory"] == fn["memory"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/readiness"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/liveness"
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert env["MONGODB_URL"] == {"name": "rel-get-user-mongodb", "key": "url"}
+    assert "AMQP_URL" not in env
+
+
+def test_provisioned_concurrency_sets_min_scale() -> None:
+    objs = render("provisioned-concurrency-values.yaml", "--set", "functions.get-user.scaling.min=2")
+    ksvc = by_name(objs, "Service", "get-user", "serving.knative.dev")
+    assert ksvc["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] == "2"
+    gateway = by_name(objs, "Service", "rel-kfaas-gateway", "serving.knative.dev")
+    assert gateway["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] == "1"
+
+
+def test_function_env_configmap() -> None:
+    objs = render("default-values.yaml")
+    data = by_name(objs, "ConfigMap", "place-order-env")["data"]
+    assert data["FUNCTION_SOURCE"] == "/app/function/main.py"
+    assert data["FUNCTION_TARGET"] == "app"
+    assert "FUNCTION_SIGNATURE_TYPE" not in data  # http: detected (ASGI app or http function)
+    assert data["KFAAS_FUNCTION"] == "place-order"
+    assert data["ORDERS_QUEUE"] == "orders"
+    assert "PORT" not in data  # Knative sets PORT and refuses it in a container's env
+    cloud = by_name(objs, "ConfigMap", "process-order-env")["data"]
+    assert cloud["FUNCTION_SIGNATURE_TYPE"] == "cloudevent"
+
+
+def _pod_specs(objs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    specs = []
+    for o in objs:
+        if o["kind"] == "Pod":
+            specs.append((o["metadata"]["name"], o["spec"]))
+        elif o["kind"] in {"StatefulSet", "Job"} or (o["kind"] == "Service" and is_custom(o)):
+            specs.append((o["metadata"]["name"], o["spec"]["template"]["spec"]))
+    return specs
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_pod_meets_pod_security_restricted(scenario: str) -> None:
+    specs = _pod_specs(render(scenario))
+    assert specs
+    for name, spec in specs:
+        pod = spec.get("securityContext", {})
+        for c in spec["containers"]:
+            sc = c.get("securityContext", {})
+            assert sc.get("runAsNonRoot", pod.get("runAsNonRoot")) is True, name
+            assert sc.get("allowPrivilegeEscalation") is False, name
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], name
+            assert sc.get("readOnlyRootFilesystem") is True, name
+            seccomp = sc.get("seccompProfile", pod.get("seccompProfile", {}))
+            assert seccomp.get("type") == "RuntimeDefault", name
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_triggers_use_only_attribute_filters_and_always_dead_letter(scenario: str) -> None:
+    objs = render(scenario)
+    triggers = of_kind(objs, "Trigger", "eventing.knative.dev")
+    expected = {f"{name}-{t['name']}" for name, fn in fixture_functions().items() for t in fn["triggers"]}
+    assert {t["metadata"]["name"] for t in triggers} == expected
+    for t in triggers:
+        spec = t["spec"]
+        assert "filters" not in spec
+        assert set(spec.get("filter", {})) <= {"attributes"}
+        assert set(spec["delivery"]) == {"retry", "backoffPolicy", "backoffDelay", "deadLetterSink"}
+        assert spec["subscriber"]["ref"]["kind"] == "Service"
+
+
+def test_trigger_carries_its_description() -> None:
+    fn = fixture_functions()["notify-email"]
+    (trigger_spec,) = fn["triggers"]
+    t = by_name(render("default-values.yaml"), "Trigger", "notify-email-processed", "eventing.knative.dev")
+    assert t["spec"]["filter"]["attributes"] == trigger_spec["filter"]
+    assert t["spec"]["delivery"]["retry"] == trigger_spec["delivery"]["retry"]
+    assert t["spec"]["delivery"]["backoffDelay"] == trigger_spec["delivery"]["backoffDelay"]
+    assert t["spec"]["delivery"]["deadLetterSink"]["ref"]["name"] == "rel-kfaas-dead-letter"
+    assert t["metadata"]["annotations"]["rabbitmq.eventing.knative.dev/parallelism"] == str(
+        trigger_spec["parallelism"]
+    )
+
+
+def test_dead_letter_uri_replaces_the_sink() -> None:
+    objs = render("provisioned-concurrency-values.yaml")
+    assert "rel-kfaas-dead-letter" not in {o["metadata"]["name"] for o in objs}
+    for t in of_kind(objs, "Trigger", "eventing.knative.dev"):
+        assert t["spec"]["delivery"]["deadLetterSink"] == {"uri": "http://dead-letters.ops.svc.cluster.local"}
+
+
+def test_sources_and_sink_binding() -> None:
+    objs = render("default-values.yaml")
+    queue = by_name(objs, "RabbitmqSource", "process-order-orders", "sources.knative.dev")
+    assert queue["spec"]["rabbitmqResourcesConfig"]["queueName"] == "orders"
+    assert queue["spec"]["rabbitmqResourcesConfig"]["predeclared"] is True
+    assert queue["spec"]["sink"]["ref"] == {
+        "apiVersion": "eventing.knative.dev/v1",
+        "kind": "Broker",
+        "name": "default",
+    }
+    assert queue["spec"]["rabbitmqClusterReference"] == {"connectionSecret": {"name": "rel-kfaas-rabbitmq"}}
+    ping = by_name(objs, "PingSource", "daily-report-nightly", "sources.knative.dev")
+    assert ping["spec"]["schedule"] == "0 1 * * *"
+    assert ping["spec"]["timezone"] == "Europe/Berlin"
+    assert json.loads(ping["spec"]["data"]) == {"to": "reports@kfaas.local"}
+    binding = by_name(objs, "SinkBinding", "process-order-sink", "sources.knative.dev")
+    assert binding["spec"]["subject"]["name"] == "process-order"
+
+
+def test_mt_broker_by_default_rabbitmq_broker_on_request() -> None:
+    broker = by_name(render("default-values.yaml"), "Broker", "default", "eventing.knative.dev")
+    assert broker["metadata"]["annotations"]["eventing.knative.dev/broker.class"] == "MTChannelBasedBroker"
+    assert "config" not in broker["spec"]
+    assert broker["spec"]["delivery"]["deadLetterSink"]["ref"]["name"] == "rel-kfaas-dead-letter"
+
+    objs = render("rabbitmq-broker-values.yaml")
+    broker = by_name(objs, "Broker", "default", "eventing.knative.dev")
+    assert broker["metadata"]["annotations"]["eventing.knative.dev/broker.class"] == "RabbitMQBroker"
+    config = by_name(objs, "RabbitmqBrokerConfig", broker["spec"]["config"]["name"], "eventing.knative.dev")
+    assert config["spec"]["rabbitmqClusterReference"]["name"] == "rel-kfaas-rabbitmq"
+    assert config["spec"]["queueType"] == "quorum"
+    by_name(objs, "RabbitmqCluster", "rel-kfaas-rabbitmq", "rabbitmq.com")
+    assert by_name(objs, "Queue", "process-order-orders", "rabbitmq.com")["spec"]["type"] == "quorum"
+    assert not of_kind(objs, "StatefulSet", "apps") or all(
+        s["metadata"]["name"] != "rel-kfaas-rabbitmq" for s in of_kind(objs, "StatefulSet", "apps")
+    )
+
+
+def test_existing_services_deploy_no_databases() -> None:
+    objs = render("existing-services-values.yaml")
+    assert not of_kind(objs, "StatefulSet", "apps")
+    secret = by_name(objs, "Secret", "rel-get-user-mongodb")
+    url = secret["stringData"]["url"]
+    assert url.startswith("mongodb://get-user:")
+    assert "@mongo-0.mongo.data.svc.cluster.local:27017,mongo-1" in url
+    assert url.endswith("/kfaas?authSource=kfaas&replicaSet=rs0")
+    job = by_name(objs, "Job", "rel-kfaas-mongodb-users", "batch")
+    admin = next(
+        e for e in job["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "ADMIN_URL"
+    )
+    assert admin["valueFrom"]["secretKeyRef"] == {"name": "mongodb-admin", "key": "url"}
+    ksvc = by_name(objs, "Service", "place-order", "serving.knative.dev")
+    env = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in ksvc["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["AMQP_URL"] == {"name": "rabbitmq-credentials", "key": "url"}
+
+
+def test_existing_mongodb_without_admin_leaves_users_to_the_operator() -> None:
+    objs = render("existing-services-values.yaml", "--set", "mongodb.existing.adminSecret=")
+    names = {(o["kind"], o["metadata"]["name"]) for o in objs}
+    assert ("Job", "rel-kfaas-mongodb-users") not in names
+    assert ("Secret", "rel-get-user-mongodb") not in names
+
+
+def test_one_mongodb_user_per_function_with_its_role() -> None:
+    objs = render("default-values.yaml")
+    script = by_name(objs, "ConfigMap", "rel-kfaas-mongodb-users")["data"]["users.js"]
+    for name, fn in fixture_functions().items():
+        if "mongodb" not in fn["uses"]:
+            continue
+        collections = list(fn["database"]["collections"])
+        if fn["database"]["role"] == "readWrite" and "kfaas_idempotency" not in collections:
+            collections.append("kfaas_idempotency")
+        assert (
+            f'upsert("{name}", "{fn["database"]["role"]}", {json.dumps(collections, separators=(",", ":"))});'
+            in script
+        )
+        password = by_name(objs, "Secret", f"rel-{name}-mongodb")["stringData"]["password"]
+        assert len(password) == 24
+
+
+def test_network_policies_only_when_enabled() -> None:
+    assert not of_kind(render("default-values.yaml"), "NetworkPolicy", "networking.k8s.io")
+    policies = of_kind(render("networkpolicies-values.yaml"), "NetworkPolicy", "networking.k8s.io")
+    mongo = next(p for p in policies if p["metadata"]["name"] == "rel-kfaas-mongodb")
+    peers = mongo["spec"]["ingress"][0]["from"]
+    assert {"podSelector": {"matchLabels": {"kfaas.dev/uses-mongodb": "true"}}} in peers
+    rabbit = next(p for p in policies if p["metadata"]["name"] == "rel-kfaas-rabbitmq")
+    peers = rabbit["spec"]["ingress"][0]["from"]
+    assert {"podSelector": {"matchLabels": {"eventing.knative.dev/broker": "default"}}} in peers
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_selectors_carry_no_chart_version(scenario: str) -> None:
+    for obj in render(scenario):
+        spec = obj.get("spec", {})
+        selectors = [spec.get("selector", {}).get("matchLabels"), spec.get("selector")]
+        selectors.append(spec.get("template", {}).get("metadata", {}).get("labels"))
+        for sel in filter(None, selectors):
+            assert "helm.sh/chart" not in sel, obj["metadata"]["name"]
+            assert "app.kubernetes.io/version" not in sel, obj["metadata"]["name"]
+
+
+def test_helm_test_calls_the_gateway_readiness() -> None:
+    pod = by_name(render("default-values.yaml"), "Pod", "rel-kfaas-test-readiness")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["spec"]["containers"][0]["args"][-1] == (
+        f"http://rel-kfaas-gateway.{NAMESPACE}.svc.cluster.local/health/readiness"
+    )
+
+
+# -- values schema ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("broker.clas=RabbitMQBroker", "clas"),
+        ("broker.class=Kafka", "class"),
+        ("functions.get-user.scalling.min=1", "scalling"),
+        ("rabbitmq.mode=helm", "mode"),
+    ],
+)
+def test_values_schema_rejects_typos(setting: str, complaint: str) -> None:
+    proc = run_helm("template", "rel", str(CHART), *values_args(None), "--set", setting, check=False)
+    assert proc.returncode != 0
+    assert complaint in proc.stderr
+
+
+def _function_schema() -> dict[str, Any]:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    function: dict[str, Any] = schema["properties"]["functions"]["additionalProperties"]
+    return function
+
+
+def test_fixture_functions_are_valid_descriptions() -> None:
+    validator = jsonschema.Draft7Validator(_function_schema())
+    for name, values in fixture_functions().items():
+        validator.validate(values)
+        FunctionSpec.model_validate({k: v for k, v in values.items() if k != "image"} | {"name": name})
+
+
+def test_rendered_function_values_fit_the_values_schema() -> None:
+    """The contract: kfaas.render.chart.function_values of every real function passes values.schema.json."""
+    from kfaas.render.chart import function_values
+
+    functions = REPO / "functions"
+    if not functions.is_dir():
+        pytest.skip("no functions/ folder")
+    app = load_app(functions)
+    assert app.functions
+    validator = jsonschema.Draft7Validator(_function_schema())
+    for spec in app.functions:
+        validator.validate(function_values(spec))
+
+
+def test_committed_values_render_with_the_rendered_block() -> None:
+    objs = render(None, fixture=False)
+    assert of_kind(objs, "Broker", "eventing.knative.dev")
+    declared = yaml.safe_load((CHART / "values.yaml").read_text())["functions"] or {}
+    ksvcs = {o["metadata"]["name"] for o in of_kind(objs, "Service", "serving.knative.dev")}
+    assert set(declared) <= ksvcs
