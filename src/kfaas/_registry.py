@@ -106,11 +106,34 @@ def _load_module(source: Path) -> Any:
 
 
 def _framework_kind(name: str) -> str | None:
+    """The type functions-framework's decorators registered; ``flask`` for its WSGI-mode ``http``."""
     ff = sys.modules.get("functions_framework._function_registry")
     if ff is None:  # the user's code never imported functions_framework
         return None
     kind = getattr(ff, "REGISTRY_MAP", {}).get(name)
+    if kind == "http" and name not in getattr(ff, "ASGI_FUNCTIONS", ()):
+        return "flask"
     return {"http": "http", "cloudevent": "cloudevent"}.get(kind) if kind else None
+
+
+def _flask_app(func: Any) -> Any:
+    """Serve a functions-framework ``http`` function as it expects: a Flask request, Flask's replies.
+
+    The Flask app (WSGI) runs in a2wsgi's thread pool; only functions written this way pay for Flask.
+    """
+    import flask
+    from a2wsgi import WSGIMiddleware
+
+    app = flask.Flask(getattr(func, "__module__", "function") or "function")
+
+    @app.route(
+        "/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+    )
+    @app.route("/<path:path>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+    def view(path: str) -> Any:
+        return func(flask.request._get_current_object())  # type: ignore[attr-defined]
+
+    return WSGIMiddleware(app)  # type: ignore[arg-type]
 
 
 def _is_asgi_app(obj: Any) -> bool:
@@ -143,6 +166,8 @@ def load_target(source: str | Path, target: str, signature_type: str = "") -> Ta
         or _framework_kind(target)
         or ("asgi" if _is_asgi_app(func) else "http")
     )
+    if kind == "flask":
+        return Target(_flask_app(func), "asgi", target)
     if kind == "asgi" and not _is_asgi_app(func):
         raise LoadError(f"{target!r} is not an ASGI application (async __call__(scope, receive, send))")
     if kind != "asgi" and not callable(func):

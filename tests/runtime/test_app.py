@@ -289,3 +289,15 @@ async def test_asgi_app_gets_the_context_and_its_lifespan_runs(serve: Any) -> No
         assert preflight.headers["access-control-allow-origin"] == "*"
     assert started[-1] == "stopped"
     assert [line["status"] for line in log_lines(stream)] == [200, 400, 500, 200]
+
+
+async def test_functions_framework_flask_http_runs_unchanged(serve: Any) -> None:
+    async with serve("ff_flask", "greet") as (client, stream, _app):
+        by_json = await client.post("/greet", json={"name": "ada"})
+        by_query = await client.get("/", params={"name": "bob"})
+        teapot = await client.get("/", params={"name": "teapot"})
+    assert by_json.status_code == 200
+    assert by_json.json() == {"hello": "ada", "path": "/greet"}
+    assert by_query.json() == {"hello": "bob", "path": "/"}
+    assert (teapot.status_code, teapot.text) == (418, "short and stout")
+    assert [line["status"] for line in log_lines(stream)] == [200, 200, 418]
