@@ -1,0 +1,265 @@
+"""k8s/: every overlay builds with kustomize and every object passes its real schema, unknown fields rejected.
+
+Built twice: from the sample descriptions under fixtures/ (rendered into a temporary copy of k8s/) and from
+the committed tree (what `kubectl apply -k` would apply today).
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from _render_support import (
+    CRD_SCHEMAS,
+    FIXTURE_FUNCTIONS,
+    KUBERNETES_VERSION,
+    ROOT,
+    crd_schema,
+    kustomize_command,
+    missing,
+)
+
+from kfaas.render import render
+from kfaas.spec import load_app
+
+OVERLAYS = ["kind", "minikube", "production"]
+
+
+@pytest.fixture(scope="module")
+def fixture_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tree")
+    shutil.copytree(ROOT / "k8s", root / "k8s")
+    files = render(load_app(FIXTURE_FUNCTIONS), root, ["k8s"])
+    for rel, content in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(content)
+    return root
+
+
+def build(root: Path, overlay: str) -> list[dict[str, Any]]:
+    result = subprocess.run(
+        [*kustomize_command(), str(root / "k8s" / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def validate(obj: dict[str, Any]) -> None:
+    """Raise if ``obj`` does not match its schema; fail when no schema covers its kind."""
+    where = f"{obj['kind']} {obj['metadata'].get('name')}"
+    try:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        return
+    except kubernetes_validate.SchemaNotFoundError:
+        pass
+    except kubernetes_validate.ValidationError as exc:
+        pytest.fail(f"{where}: {exc.message} at {list(exc.path)}")
+    if not CRD_SCHEMAS.is_dir():
+        missing(f"{CRD_SCHEMAS} (schemas of the Knative/RabbitMQ kinds)")
+    schema = crd_schema(obj["apiVersion"], obj["kind"])
+    assert schema is not None, f"{where}: no schema for {obj['apiVersion']} {obj['kind']}"
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(obj), key=str)
+    assert not errors, f"{where}: " + "; ".join(f"{e.message} at {list(e.path)}" for e in errors[:5])
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("tree", ["fixtures", "committed"])
+def test_every_object_matches_its_schema(overlay: str, tree: str, fixture_tree: Path) -> None:
+    docs = build(fixture_tree if tree == "fixtures" else ROOT, overlay)
+    assert len(docs) > 10
+    for obj in docs:
+        validate(obj)
+
+
+def test_validation_rejects_unknown_fields(fixture_tree: Path) -> None:
+    """The checks above can fail: an unknown field in a core kind and in a Knative kind is refused."""
+    docs = build(fixture_tree, "kind")
+    deployment = copy.deepcopy(by_kind(docs, "Deployment")["mailpit"])
+    deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+    if not CRD_SCHEMAS.is_dir():
+        missing(f"{CRD_SCHEMAS}")
+    trigger = copy.deepcopy(next(iter(by_kind(docs, "Trigger").values())))
+    trigger["spec"]["delivery"]["timeout"] = "PT10S"  # not in this Trigger CRD
+    schema = crd_schema(trigger["apiVersion"], "Trigger")
+    assert schema is not None
+    assert list(jsonschema.Draft7Validator(schema).iter_errors(trigger))
+    ksvc = copy.deepcopy(by_kind(docs, "Service")["get-user"])
+    ksvc["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}  # misspelt
+    schema = crd_schema(ksvc["apiVersion"], "Service")
+    assert schema is not None
+    assert list(jsonschema.Draft7Validator(schema).iter_errors(ksvc))
+
+
+def test_knative_service_follows_the_description(fixture_tree: Path) -> None:
+    docs = build(fixture_tree, "kind")
+    ksvcs = {
+        n: d for n, d in by_kind(docs, "Service").items() if d["apiVersion"].startswith("serving.knative")
+    }
+    app = load_app(FIXTURE_FUNCTIONS)
+    assert set(ksvcs) == {fn.name for fn in app.functions} | {"gateway", "kfaas-dead-letters"}
+    get_user = ksvcs["get-user"]["spec"]["template"]
+    annotations = get_user["metadata"]["annotations"]
+    assert annotations["autoscaling.knative.dev/min-scale"] == "1"
+    assert annotations["autoscaling.knative.dev/max-scale"] == "5"
+    assert annotations["autoscaling.knative.dev/target"] == "50"
+    assert annotations["autoscaling.knative.dev/scale-to-zero-pod-retention-period"] == "5m"
+    assert get_user["metadata"]["labels"]["kfaas.dev/mongodb"] == "client"
+    container = get_user["spec"]["containers"][0]
+    assert container["image"] == "dev.local/kfaas/get-user:0.1.0"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/readiness"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/liveness"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MONGODB_URL"]["valueFrom"]["secretKeyRef"]["name"] == "kfaas-get-user-mongodb"
+    assert "AMQP_URL" not in env
+    assert "PORT" not in env
+    assert "K_SINK" not in env
+    assert env["FUNCTION_TARGET"]["value"] == "app"
+    process = ksvcs["process-order"]["spec"]["template"]["spec"]
+    assert process["timeoutSeconds"] == 60
+    assert (
+        "autoscaling.knative.dev/scale-to-zero-pod-retention-period"
+        not in (ksvcs["process-order"]["spec"]["template"]["metadata"]["annotations"])
+    )
+    place = ksvcs["place-order"]["spec"]["template"]
+    assert place["spec"]["containers"][0]["resources"]["limits"]["memory"] == "128Mi"
+    assert place["metadata"]["labels"]["kfaas.dev/rabbitmq"] == "client"
+    notify_env = {
+        e["name"]: e for e in ksvcs["notify-email"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert notify_env["SMTP_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "kfaas-notify-email",
+        "key": "SMTP_PASSWORD",
+    }
+    for name, ksvc in ksvcs.items():
+        spec = ksvc["spec"]["template"]["spec"]
+        security = spec["containers"][0]["securityContext"]
+        assert security["runAsNonRoot"] is True, name
+        assert security["readOnlyRootFilesystem"] is True, name
+        assert security["allowPrivilegeEscalation"] is False, name
+        assert security["capabilities"]["drop"] == ["ALL"], name
+        assert security["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert {"name": "tmp", "mountPath": "/tmp"} in spec["containers"][0]["volumeMounts"], name
+        public = ksvc["metadata"]["labels"].get("networking.knative.dev/visibility") != "cluster-local"
+        assert public == (name == "gateway"), name
+
+
+def test_eventing_objects(fixture_tree: Path) -> None:
+    docs = build(fixture_tree, "kind")
+    triggers = by_kind(docs, "Trigger")
+    assert set(triggers) == {"process-order-orders", "notify-email-order-processed", "daily-report-report"}
+    notify = triggers["notify-email-order-processed"]
+    assert notify["spec"]["filter"] == {"attributes": {"type": "com.kfaas.order.processed"}}
+    assert notify["spec"]["delivery"] == {
+        "retry": 3,
+        "backoffPolicy": "linear",
+        "backoffDelay": "PT0.5S",
+        "deadLetterSink": {
+            "ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "kfaas-dead-letters"}
+        },
+    }
+    assert notify["metadata"]["annotations"]["rabbitmq.eventing.knative.dev/parallelism"] == "4"
+    for trigger in triggers.values():
+        assert set(trigger["spec"].get("filter", {})) <= {"attributes"}
+        assert "deadLetterSink" in trigger["spec"]["delivery"]
+    broker = by_kind(docs, "Broker")["default"]
+    assert broker["metadata"]["annotations"]["eventing.knative.dev/broker.class"] == "MTChannelBasedBroker"
+    assert "deadLetterSink" in broker["spec"]["delivery"]
+    source = by_kind(docs, "RabbitmqSource")["process-order-orders-queue"]
+    assert source["spec"]["sink"]["ref"]["kind"] == "Broker"
+    assert source["spec"]["rabbitmqResourcesConfig"]["queueName"] == "orders"
+    assert source["spec"]["delivery"]["retry"] == 5
+    queue = next(iter(by_kind(docs, "Queue").values()))
+    assert queue["spec"]["type"] == "quorum"
+    assert queue["spec"]["durable"] is True
+    ping = by_kind(docs, "PingSource")["daily-report-nightly"]
+    assert ping["spec"]["schedule"] == "0 1 * * *"
+    assert ping["spec"]["timezone"] == "Europe/Paris"
+    assert yaml.safe_load(ping["spec"]["data"]) == {"report": "daily"}
+    assert list(by_kind(docs, "SinkBinding")) == ["notify-email-sink"]  # only publishes: true
+
+
+def test_production_overlay_uses_the_rabbitmq_broker(fixture_tree: Path) -> None:
+    docs = build(fixture_tree, "production")
+    broker = by_kind(docs, "Broker")["default"]
+    assert broker["metadata"]["annotations"]["eventing.knative.dev/broker.class"] == "RabbitMQBroker"
+    assert broker["spec"]["config"]["kind"] == "RabbitmqBrokerConfig"
+    assert "kfaas-rabbitmq" in by_kind(docs, "RabbitmqBrokerConfig")
+    assert "rabbitmq" in by_kind(docs, "RabbitmqCluster")
+    assert "rabbitmq" not in by_kind(docs, "StatefulSet")
+    assert not by_kind(docs, "Secret"), "production must not ship generated credentials"
+    for source in by_kind(docs, "RabbitmqSource").values():
+        assert source["spec"]["rabbitmqClusterReference"] == {"name": "rabbitmq", "namespace": "kfaas"}
+    images = [
+        c["image"]
+        for d in by_kind(docs, "Service").values()
+        if "template" in d.get("spec", {})
+        for c in d["spec"]["template"]["spec"]["containers"]
+    ]
+    assert not any(i.startswith("dev.local/") for i in images)
+
+
+def test_one_mongodb_user_per_function(fixture_tree: Path) -> None:
+    docs = build(fixture_tree, "kind")
+    job = by_kind(docs, "Job")["kfaas-mongodb-users"]
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    app = load_app(FIXTURE_FUNCTIONS)
+    users = [fn.name for fn in app.functions if "mongodb" in fn.uses]
+    for name in users:
+        ref = env[f"KFAAS_PASSWORD_{name.upper().replace('-', '_')}"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": f"kfaas-{name}-mongodb", "key": "password"}
+    secrets = by_kind(docs, "Secret")
+    assert {f"kfaas-{n}-mongodb" for n in users} <= set(secrets)
+    assert "place-order" not in users
+    assert "kfaas-place-order-mongodb" not in secrets
+    script = by_kind(docs, "ConfigMap")["kfaas-mongodb-users"]["data"]["mongodb-users.js"]
+    assert '"user": "get-user"' in script
+    assert '"access": "read"' in script
+
+
+def test_mongodb_users_script_parses(tmp_path: Path) -> None:
+    node = shutil.which("node")
+    if node is None:
+        missing("node (to syntax-check the mongosh script)")
+    from kfaas.render import mongodb_users_script
+
+    script = tmp_path / "users.js"
+    script.write_text(mongodb_users_script(load_app(FIXTURE_FUNCTIONS)))
+    result = subprocess.run([str(node), "--check", str(script)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    script.write_text("const x = {;\n")
+    assert (
+        subprocess.run([str(node), "--check", str(script)], capture_output=True, check=False).returncode != 0
+    )
+
+
+def test_network_policies_select_what_the_functions_carry(fixture_tree: Path) -> None:
+    docs = build(fixture_tree, "kind")
+    policies = by_kind(docs, "NetworkPolicy")
+    mongo_from = policies["mongodb-clients"]["spec"]["ingress"][0]["from"]
+    assert mongo_from == [{"podSelector": {"matchLabels": {"kfaas.dev/mongodb": "client"}}}]
+    pods = {
+        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
+        for d in docs
+        if d["kind"] in ("Service", "StatefulSet", "Deployment") and "template" in d["spec"]
+    }
+    assert pods["mongodb"]["app.kubernetes.io/name"] == "mongodb"
+    assert pods["rabbitmq"]["app.kubernetes.io/name"] == "rabbitmq"
+    assert "kfaas.dev/mongodb" not in pods["gateway"]
+    assert "kfaas.dev/rabbitmq" not in pods["gateway"]
