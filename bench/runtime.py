@@ -148,6 +148,7 @@ class Server:
             script = argv[1:] if argv[0] == python else argv
             argv = [python, *extra_python_flags, *script]
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{runtime.name}-", suffix=".log", delete=False)  # noqa: SIM115
+        self.connected_at: float | None = None
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
             argv,
@@ -205,14 +206,21 @@ def cloudevent_request(port: int, event_id: str) -> bytes:
     return head.encode() + BODY
 
 
-def exchange(port: int, request: bytes, timeout: float = 5.0) -> tuple[int, bytes] | None:
-    """Send one request on a fresh connection; ``None`` while nothing listens, else (status, raw response)."""
+def exchange(
+    port: int, request: bytes, timeout: float = 5.0, server: Server | None = None
+) -> tuple[int, bytes] | None:
+    """Send one request on a fresh connection; ``None`` while nothing listens, else (status, raw response).
+
+    The first successful connect is recorded on ``server`` (the port is open; the app may not be ready).
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         try:
             s.connect((HOST, port))
         except (ConnectionRefusedError, ConnectionResetError):
             return None
+        if server is not None and server.connected_at is None:
+            server.connected_at = time.perf_counter()
         try:
             s.sendall(request)
             data = b""
@@ -234,7 +242,7 @@ def wait_first_2xx(server: Server, timeout: float = 20.0) -> tuple[float, int, b
     attempt = 0
     while True:
         attempt += 1
-        answer = exchange(server.port, cloudevent_request(server.port, f"probe-{attempt}"))
+        answer = exchange(server.port, cloudevent_request(server.port, f"probe-{attempt}"), server=server)
         now = time.perf_counter()
         if answer is not None:
             status, raw = answer
@@ -264,6 +272,7 @@ def load() -> dict[str, Any]:
 
 def cold_starts(rts: list[Runtime], rounds: int) -> dict[str, dict[str, Any]]:
     samples: dict[str, list[float]] = {rt.name: [] for rt in rts}
+    port_open: dict[str, list[float]] = {rt.name: [] for rt in rts}
     errors: dict[str, str] = {}
     for r in range(rounds + 1):  # round 0 warms caches and is discarded
         for rt in rts:
@@ -280,6 +289,8 @@ def cold_starts(rts: list[Runtime], rounds: int) -> dict[str, dict[str, Any]]:
                 server.stop()
             if r:
                 samples[rt.name].append(ms)
+                assert server.connected_at is not None
+                port_open[rt.name].append((server.connected_at - server.started) * 1000)
         if r:
             print(
                 f"  round {r}/{rounds}: " + "  ".join(f"{n} {s[-1]:.1f} ms" for n, s in samples.items() if s)
@@ -294,6 +305,8 @@ def cold_starts(rts: list[Runtime], rounds: int) -> dict[str, dict[str, Any]]:
                 "min_ms": min(s),
                 "max_ms": max(s),
                 "samples_ms": s,
+                # first accepted connect: kfaas/func-python bind after imports, gunicorn (ff) before its worker loads
+                "port_open_median_ms": statistics.median(port_open[name]),
             }
     return out
 
@@ -524,6 +537,8 @@ def main() -> int:
 
     start_load = load()
     print(f"load at start: {start_load['uptime']}  (cores: {os.cpu_count()})")
+    if start_load["loadavg"][0] > 0.5 * (os.cpu_count() or 1):
+        print("WARNING: the machine is busy; these numbers are not final (run again when the load is low)")
     info = versions()
     print(f"python {info['python']}, {info['wrk']}")
     print(f"main venv: {info['main_venv']}\nfunc-python venv: {info['func_python_venv']}")
@@ -578,14 +593,14 @@ def main() -> int:
         }
 
     print(
-        f"\n{'runtime':<12} {'cold median':>12} {'min':>8} {'max':>8} {'req/s':>10} {'p99 ms':>8} {'CPU':>5} {'status':>6}  valid"
+        f"\n{'runtime':<12} {'cold median':>12} {'min':>8} {'max':>8} {'port open':>10} {'req/s':>10} {'p99 ms':>8} {'CPU':>5} {'status':>6}  valid"
     )
     for name, r in results.items():
         c, w = r["cold_start"], r["throughput"]
         if "median_ms" in c:
-            cold_cols = f"{c['median_ms']:>9.1f} ms {c['min_ms']:>8.1f} {c['max_ms']:>8.1f}"
+            cold_cols = f"{c['median_ms']:>9.1f} ms {c['min_ms']:>8.1f} {c['max_ms']:>8.1f} {c['port_open_median_ms']:>10.1f}"
         else:
-            cold_cols = f"{'-':>12} {'-':>8} {'-':>8}"
+            cold_cols = f"{'-':>12} {'-':>8} {'-':>8} {'-':>10}"
         if "rps" in w:
             warm_cols = (
                 f"{w['rps']:>10.0f} {w.get('latency_p99_ms', float('nan')):>8.2f} {w['server_cpu_share']:>5.2f} "
