@@ -9,8 +9,7 @@ Rendered here (everything that depends on the functions):
 - ``k8s/base/600-functions.yaml``: one Knative Service per function;
 - ``k8s/base/700-triggers.yaml``: one Trigger per trigger;
 - ``k8s/base/800-sources.yaml``: RabbitmqSource (+ its quorum Queue), PingSource, SinkBinding;
-- ``k8s/components/local-dev/``: dev-only Secrets, Mailpit and the ``dev.local/`` image names for kind and
-  minikube.
+- ``k8s/components/local-dev/``: dev-only Secrets and Mailpit for kind and minikube.
 
 The namespace, MongoDB, RabbitMQ, the network policies, the component switching to the RabbitMQ broker and
 the overlays are written by hand (they do not change when a function is added).
@@ -54,8 +53,6 @@ CONFIG = "kfaas-config"
 RABBITMQ_SECRET = "kfaas-rabbitmq"  # noqa: S105 (the name of a Secret)
 MONGODB_ROOT_SECRET = "kfaas-mongodb"  # noqa: S105 (the name of a Secret)
 FUNCTION_URL_TEMPLATE = "http://{name}." + NAMESPACE + ".svc.cluster.local"
-# Knative skips resolving tags to digests for these registries: images loaded into kind/minikube work.
-LOCAL_REGISTRY = "dev.local"
 
 _KSVC = {"apiVersion": "serving.knative.dev/v1", "kind": "Service"}
 
@@ -485,17 +482,12 @@ def _local_dev_kustomization(app: AppSpec) -> dict[str, Any]:
                     "literals": [f"{key}=dev-only-{key.lower().replace('_', '-')}" for key in fn.secrets],
                 }
             )
-    images = [
-        {"name": f"kfaas/{name}", "newName": f"{LOCAL_REGISTRY}/kfaas/{name}"}
-        for name in [PLATFORM_IMAGE, *(fn.name for fn in app.functions)]
-    ]
     return {
         "apiVersion": "kustomize.config.k8s.io/v1alpha1",
         "kind": "Component",
         "resources": ["mailpit.yaml"],
         "generatorOptions": {"disableNameSuffixHash": True, "labels": {"app.kubernetes.io/part-of": "kfaas"}},
         "secretGenerator": [{**s, "namespace": NAMESPACE} for s in secrets],
-        "images": images,
     }
 
 
@@ -555,8 +547,7 @@ def render_k8s(app: AppSpec) -> dict[str, str]:
     triggers = [_trigger(fn, t) for fn in app.functions for t in fn.triggers]
     local_dev_note = (
         "# DEV-ONLY credentials for kind and minikube: never use this component on a shared cluster.\n"
-        "# Images are renamed to dev.local/kfaas/<name>: Knative does not resolve tags of dev.local images,\n"
-        "# so images loaded with `kind load docker-image` / `minikube image load` run as they are.\n"
+        "# Also Mailpit, the SMTP server with a web UI that the functions' SMTP_HOST points at.\n"
     )
     return {
         f"{BASE}/310-mongodb-users.yaml": doc(*_mongodb_users(app)),
