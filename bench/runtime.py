@@ -4,6 +4,7 @@ Runtimes, all serving the same function (bench/hello/):
   kfaas        ``kfaas serve --signature-type cloudevent``
   ff-asgi      ``functions-framework --signature-type cloudevent --asgi`` (gunicorn + one uvicorn worker)
   func-python  Knative Functions' Python middleware (hypercorn), in its own venv (bench/setup.sh)
+  granian-bare reference ceiling: granian embedded as kfaas runs it, a bare ASGI app that ignores the event
 
 (a) cold start: process start -> first 2xx to ``POST /`` with a binary-mode CloudEvent, polled with raw socket
     connects every millisecond; rounds interleave the runtimes, the first round is discarded (it warms the
@@ -122,7 +123,8 @@ def runtimes() -> list[Runtime]:
     )
     if not fp_python.exists():
         fp.missing = f"{FUNC_PYTHON_VENV.name} missing: run `bash bench/setup.sh`"
-    return [kfaas, ff, fp]
+    bare = Runtime("granian-bare", [sys.executable, str(BENCH / "hello" / "bare_asgi.py"), "{port}"])
+    return [kfaas, ff, fp, bare]
 
 
 # --------------------------------------------------------------------------------------------- processes
@@ -513,7 +515,9 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 5 cold starts, 1 s + 3 s of wrk")
-    parser.add_argument("--only", default="", help="comma-separated runtimes (kfaas,ff-asgi,func-python)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated runtimes (kfaas,ff-asgi,func-python,granian-bare)"
+    )
     parser.add_argument("--rounds", type=int, help="cold-start rounds (default 9, quick 5)")
     parser.add_argument("--duration", type=float, help="measured wrk seconds (default 10, quick 3)")
     parser.add_argument("--warmup", type=float, help="wrk warm-up seconds (default 2, quick 1)")
