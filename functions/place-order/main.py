@@ -1,0 +1,133 @@
+"""place-order: ``POST /orders`` validates an order, records it as ``placed`` and enqueues it on ``orders``.
+
+The message is a structured CloudEvent of type ``com.kfaas.order.placed`` (the order as ``data``), published
+with publisher confirms through ``ctx.enqueue``; the queue source hands it to process-order. The answer is
+202 with the order id and its status URL (``/orders/{id}``, served by get-order). A client may send its own
+``id`` to make retries safe: the same order again is answered 202 again and enqueued once more (processing
+is idempotent per id); another order under a known id is 409.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from kfaas.api import Ctx, create_api
+
+# Read once at start-up: the queue process-order's queue source consumes.
+ORDERS_QUEUE = os.environ.get("ORDERS_QUEUE", "orders")
+PLACED = "com.kfaas.order.placed"
+SOURCE = "/kfaas/place-order"
+
+
+class Item(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: Annotated[str, Field(min_length=1, max_length=64)]
+    qty: Annotated[int, Field(ge=1, le=10_000, strict=True)]
+    price: Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+
+
+class NewOrder(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")] = None
+    userId: Annotated[str, Field(min_length=1, max_length=128)]
+    items: Annotated[list[Item], Field(min_length=1, max_length=500)]
+    total: Annotated[float | None, Field(ge=0, allow_inf_nan=False)] = None
+
+    @property
+    def total_cents(self) -> int:
+        return sum(item.qty * round(item.price * 100) for item in self.items)
+
+    @model_validator(mode="after")
+    def _total(self) -> NewOrder:
+        if self.total is not None and round(self.total * 100) != self.total_cents:
+            raise ValueError(
+                f"total {self.total} differs from the sum of the items {self.total_cents / 100:.2f}"
+            )
+        return self
+
+
+app = create_api("place-order", description="Place an order: validated, recorded, enqueued (202).")
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def placed_message(order: dict[str, Any], placed_at: datetime) -> bytes:
+    """The structured CloudEvent (JSON) put on the queue."""
+    event = {
+        "specversion": "1.0",
+        "type": PLACED,
+        "source": SOURCE,
+        "id": f"order-placed-{order['id']}",
+        "subject": order["id"],
+        "time": placed_at.isoformat(),
+        "datacontenttype": "application/json",
+        "data": order,
+    }
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+@app.post(
+    "/orders",
+    status_code=202,
+    responses={409: {"description": "Another order has this id"}},
+    summary="Place an order",
+)
+async def place_order(new: NewOrder, ctx: Ctx) -> JSONResponse:
+    from pymongo.errors import DuplicateKeyError, PyMongoError
+
+    order_id = new.id or uuid.uuid4().hex
+    cents = new.total_cents
+    order = {
+        "id": order_id,
+        "userId": new.userId,
+        "items": [item.model_dump() for item in new.items],
+        "total": cents / 100,
+    }
+    now = datetime.now(UTC)
+    doc = {
+        "_id": order_id,
+        **{k: v for k, v in order.items() if k != "id"},
+        "totalCents": cents,
+        "status": "placed",
+        "placedAt": now,
+    }
+    orders = ctx.db["orders"]
+    try:  # MongoDB outages become 503 (create_api)
+        await orders.insert_one(doc)
+        inserted = True
+    except DuplicateKeyError:
+        existing = await orders.find_one({"_id": order_id})
+        if existing is None or existing.get("userId") != new.userId or existing.get("totalCents") != cents:
+            return _error(409, f"order {order_id} exists with other content")
+        inserted = False
+        now = existing["placedAt"]
+    try:
+        await ctx.enqueue(
+            ORDERS_QUEUE,
+            placed_message(order, now),
+            message_id=order_id,
+            content_type="application/cloudevents+json",
+        )
+    except Exception as exc:  # any failure to get the broker's confirm means the order was not accepted
+        ctx.log.warning("enqueueing order %s failed: %s", order_id, exc)
+        if inserted:
+            try:
+                await orders.delete_one({"_id": order_id, "status": "placed"})
+            except PyMongoError:
+                ctx.log.exception("could not withdraw order %s after the failed enqueue", order_id)
+        return _error(503, "the order queue is unavailable; try again")
+    status_url = f"/orders/{order_id}"
+    return JSONResponse(
+        {"id": order_id, "status": "placed", "statusUrl": status_url},
+        status_code=202,
+        headers={"Location": status_url},
+    )
