@@ -1,0 +1,419 @@
+"""``kfaas gateway``: one base URL in front of every HTTP function (the seed's API Gateway).
+
+Routes come from the ``routes`` of each ``kind: http`` description (path templates such as ``/users/{id}``);
+a request is proxied to the function that declares the path and method, at a URL taken from a name → URL
+mapping (``--url name=URL``, what ``kfaas dev`` passes) or from ``KFAAS_FUNCTION_URL_TEMPLATE``
+(``http://{name}:8080`` in compose). A literal path segment wins over a template one (``/orders/stats``
+before ``/orders/{id}``).
+
+- CORS for every answer (``KFAAS_CORS_ORIGINS``, ``*`` by default; a comma-separated list echoes a listed
+  ``Origin``), preflight ``OPTIONS`` answered here; a function's own CORS headers are replaced, not doubled;
+- 404 JSON for a path no function declares, 405 JSON (with ``Allow``) for a known path and another method;
+- 502 JSON when the function does not answer (down, refusing), 504 JSON when it is slower than its
+  description's ``timeout``;
+- ``GET /health/liveness`` and ``/health/readiness`` of the gateway itself;
+- one JSON log line per request: method, path, function, status, duration.
+
+Pooled ``httpx.AsyncClient`` connections; served with granian like the runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
+
+    from kfaas.spec import AppSpec
+
+__all__ = ["Gateway", "GatewayRoute", "configure", "routes_of", "run"]
+
+log = logging.getLogger("kfaas.gateway")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+MAX_BODY = 10 * 1024 * 1024
+# Hop-by-hop headers (RFC 9110 section 7.6.1) are not forwarded; host and length are set by the client.
+_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+_CORS_PREFIX = "access-control-"
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class GatewayRoute:
+    """One path template and its methods, served by one function."""
+
+    template: str
+    methods: frozenset[str]
+    function: str
+    timeout: float
+    pattern: re.Pattern[str]
+    literal_segments: int
+
+    @classmethod
+    def build(cls, template: str, methods: Sequence[str], function: str, timeout: float) -> GatewayRoute:
+        parts = []
+        literal = 0
+        for segment in template.strip("/").split("/"):
+            if _PARAM.fullmatch(segment):
+                parts.append(f"(?P<{_PARAM.fullmatch(segment).group(1)}>[^/]+)")  # type: ignore[union-attr]
+            else:
+                literal += 1
+                parts.append(re.escape(segment))
+        regex = "^/" + "/".join(parts) + "/?$" if template.strip("/") else "^/$"
+        methods_set = frozenset(m.upper() for m in methods)
+        if "GET" in methods_set:
+            methods_set |= {"HEAD"}
+        return cls(template, methods_set, function, timeout, re.compile(regex), literal)
+
+
+def routes_of(app: AppSpec) -> list[GatewayRoute]:
+    """Every route of every http function, most specific first; a path+method declared twice is an error."""
+    routes = [
+        GatewayRoute.build(r.path, r.methods, fn.name, float(fn.timeout))
+        for fn in app.functions
+        if fn.kind == "http"
+        for r in fn.routes
+    ]
+    seen: dict[tuple[str, str], str] = {}
+    for route in routes:
+        key = _PARAM.sub("{}", route.template.rstrip("/"))
+        for method in route.methods - {"HEAD"}:
+            other = seen.setdefault((key, method), route.function)
+            if other != route.function:
+                raise ValueError(
+                    f"{method} {route.template} is declared by both {other} and {route.function}"
+                )
+    return sorted(routes, key=lambda r: (-r.literal_segments, r.template))
+
+
+def _json(
+    status: int, payload: Mapping[str, Any], extra: Sequence[tuple[bytes, bytes]] = ()
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    return status, [(b"content-type", b"application/json"), *extra], json.dumps(payload).encode()
+
+
+class Gateway:
+    """The gateway's ASGI app. ``await start()`` opens the pooled client, ``await close()`` closes it."""
+
+    def __init__(
+        self,
+        routes: list[GatewayRoute],
+        resolve_url: Callable[[str], str],
+        *,
+        cors_origins: Sequence[str] = ("*",),
+    ) -> None:
+        self.routes = routes
+        self.resolve_url = resolve_url
+        self.cors_origins = tuple(o.strip() for o in cors_origins if o.strip())
+        self._client: httpx.AsyncClient | None = None
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.draining = False
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        import httpx
+
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=512, max_keepalive_connections=64, keepalive_expiry=30),
+                follow_redirects=False,
+                trust_env=False,
+            )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def drain(self, timeout: float) -> bool:
+        self.draining = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def shutdown(self) -> None:
+        await self.close()
+
+    # -- routing ---------------------------------------------------------------------------------------
+    def match(self, method: str, path: str) -> tuple[GatewayRoute | None, set[str]]:
+        """The route for ``method path``, or None and the methods the path allows (empty: unknown path)."""
+        allowed: set[str] = set()
+        for route in self.routes:
+            if route.pattern.match(path):
+                if method in route.methods:
+                    return route, allowed
+                allowed |= route.methods
+        return None, allowed
+
+    def _cors(self, origin: str | None) -> list[tuple[bytes, bytes]]:
+        if "*" in self.cors_origins:
+            return [(b"access-control-allow-origin", b"*"), (b"access-control-expose-headers", b"Location")]
+        if origin and origin in self.cors_origins:
+            return [
+                (b"access-control-allow-origin", origin.encode("latin-1")),
+                (b"access-control-expose-headers", b"Location"),
+                (b"vary", b"Origin"),
+            ]
+        return []
+
+    # -- ASGI ------------------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        self.in_flight += 1
+        self._idle.clear()
+        function = "-"
+        try:
+            function, (status, headers, body) = await self._handle(scope, receive)
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self._idle.set()
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+        log.info(
+            "%s %s -> %s %d",
+            scope["method"],
+            scope["path"],
+            function,
+            status,
+            extra={
+                "function": function,
+                "status": status,
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _handle(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[str, tuple[int, list[tuple[bytes, bytes]], bytes]]:
+        method, path = scope["method"], scope["path"]
+        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
+        origin = next((v for k, v in headers if k == "origin"), None)
+        cors = self._cors(origin)
+        if path in ("/health/liveness", "/health/readiness"):
+            return "-", self._health(path)
+        if method == "OPTIONS" and any(k == "access-control-request-method" for k, _ in headers):
+            return self._preflight(path, headers, cors)
+        route, allowed = self.match(method, path)
+        if route is None:
+            return "-", self._no_route(method, path, allowed, cors)
+        body = await self._body(receive)
+        if body is None:
+            return route.function, _json(413, {"error": f"request body larger than {MAX_BODY} bytes"}, cors)
+        return route.function, await self._proxy(route, scope, headers, body, cors)
+
+    def _health(self, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        if path == "/health/liveness":
+            return _json(200, {"status": "alive"})
+        return _json(503 if self.draining else 200, {"status": "draining" if self.draining else "ready"})
+
+    @staticmethod
+    def _no_route(
+        method: str, path: str, allowed: set[str], cors: list[tuple[bytes, bytes]]
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        if allowed:
+            allow = ", ".join(sorted(allowed)).encode()
+            return _json(405, {"error": f"method {method} not allowed on {path}"}, [*cors, (b"allow", allow)])
+        return _json(404, {"error": f"no route for {method} {path}"}, cors)
+
+    def _preflight(
+        self, path: str, headers: list[tuple[str, str]], cors: list[tuple[bytes, bytes]]
+    ) -> tuple[str, tuple[int, list[tuple[bytes, bytes]], bytes]]:
+        wanted = next(v for k, v in headers if k == "access-control-request-method").upper()
+        route, allowed = self.match(wanted, path)
+        if route is None:
+            return "-", _json(404 if not allowed else 405, {"error": f"no route for {wanted} {path}"}, cors)
+        requested = next((v for k, v in headers if k == "access-control-request-headers"), "")
+        extra = [
+            (b"access-control-allow-methods", ", ".join(sorted(route.methods | allowed)).encode()),
+            (b"access-control-allow-headers", requested.encode("latin-1") or b"*"),
+            (b"access-control-max-age", b"600"),
+        ]
+        return route.function, (204, [*cors, *extra], b"")
+
+    async def _body(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return b""
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _proxy(
+        self,
+        route: GatewayRoute,
+        scope: Scope,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        cors: list[tuple[bytes, bytes]],
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        import httpx
+
+        if self._client is None:
+            await self.start()
+        assert self._client is not None
+        base = self.resolve_url(route.function).rstrip("/")
+        query = scope.get("query_string", b"").decode("latin-1")
+        url = f"{base}{scope.get('raw_path', b'').decode('latin-1') or scope['path']}"
+        if "?" not in url and query:
+            url = f"{url}?{query}"
+        forward = [(k, v) for k, v in headers if k not in _HOP]
+        client = scope.get("client")
+        host = next((v for k, v in headers if k == "host"), "")
+        forward += [
+            ("x-forwarded-for", client[0] if client else ""),
+            ("x-forwarded-proto", scope.get("scheme", "http")),
+            ("x-forwarded-host", host),
+        ]
+        try:
+            response = await self._client.request(
+                scope["method"], url, headers=forward, content=body, timeout=route.timeout
+            )
+        except httpx.TimeoutException:
+            return _json(
+                504, {"error": f"function {route.function} did not answer within {route.timeout:g}s"}, cors
+            )
+        except httpx.TransportError as exc:
+            log.warning("function %s at %s is unreachable: %s", route.function, base, exc)
+            return _json(502, {"error": f"function {route.function} is not reachable"}, cors)
+        out = [
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in response.headers.multi_items()
+            if k.lower() not in _HOP
+            and not k.lower().startswith(_CORS_PREFIX)
+            and k.lower() != "content-encoding"
+        ]
+        content = response.content  # decoded by httpx, hence content-encoding is not forwarded
+        out.append((b"content-length", str(len(content)).encode()))
+        return response.status_code, [*out, *cors], content
+
+
+# -- CLI -------------------------------------------------------------------------------------------------
+
+
+def _url_mapping(items: Sequence[str]) -> dict[str, str]:
+    urls = {}
+    for item in items:
+        name, sep, url = item.partition("=")
+        if not sep or not name or not url:
+            raise ValueError(f"--url expects NAME=URL, got {item!r}")
+        urls[name] = url
+    return urls
+
+
+def resolver(urls: Mapping[str, str], template: str) -> Callable[[str], str]:
+    """URL of a function: from ``urls`` when named there, else from ``template`` (``{name}`` replaced)."""
+
+    def resolve(name: str) -> str:
+        return urls[name] if name in urls else template.format(name=name)
+
+    return resolve
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument(
+        "--functions",
+        type=Path,
+        default=Path(env("KFAAS_FUNCTIONS", "functions")),
+        help="folder of the function descriptions (env KFAAS_FUNCTIONS; default ./functions)",
+    )
+    parser.add_argument("--host", default=env("HOST", "0.0.0.0"), help="address to listen on (env HOST)")
+    parser.add_argument("--port", type=int, default=int(env("PORT", "8080")), help="port (env PORT, 8080)")
+    parser.add_argument(
+        "--url-template",
+        default=env("KFAAS_FUNCTION_URL_TEMPLATE", "http://{name}:8080"),
+        help="URL of a function from its name (env KFAAS_FUNCTION_URL_TEMPLATE)",
+    )
+    parser.add_argument(
+        "--url", action="append", default=[], metavar="NAME=URL", help="URL of one function (repeatable)"
+    )
+    parser.add_argument(
+        "--cors-origins",
+        default=env("KFAAS_CORS_ORIGINS", "*"),
+        help="allowed origins, comma-separated, or * (env KFAAS_CORS_ORIGINS)",
+    )
+
+
+def build(app: AppSpec, urls: Mapping[str, str], template: str, cors_origins: str) -> Gateway:
+    if "{name}" not in template:
+        raise ValueError(f"the URL template {template!r} has no {{name}}")
+    return Gateway(routes_of(app), resolver(urls, template), cors_origins=cors_origins.split(","))
+
+
+def run(args: argparse.Namespace) -> int:
+    from kfaas._log import configure_logging
+    from kfaas._server import run as run_server
+    from kfaas.spec import SpecError, load_app
+
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    try:
+        gateway = build(
+            load_app(args.functions), _url_mapping(args.url), args.url_template, args.cors_origins
+        )
+    except (SpecError, ValueError) as exc:
+        sys.stderr.write(f"kfaas gateway: {exc}\n")
+        return 2
+    for route in gateway.routes:
+        log.info("route %s %s -> %s", ",".join(sorted(route.methods)), route.template, route.function)
+    try:
+        run_server(gateway, args.host, args.port, drain_seconds=10.0)
+    except OSError as exc:
+        log.error("cannot serve on %s:%d: %s", args.host, args.port, exc)
+        return 1
+    return 0
