@@ -77,7 +77,7 @@ class Runtime:
         return argv, env
 
 
-def runtimes() -> list[Runtime]:
+def runtimes(hello: str = "hello") -> list[Runtime]:
     source = str(BENCH / "hello" / "main.py")
     kfaas = Runtime(
         "kfaas",
@@ -87,7 +87,7 @@ def runtimes() -> list[Runtime]:
             "--source",
             source,
             "--target",
-            "hello",
+            hello,
             "--signature-type",
             "cloudevent",
             "--host",
@@ -103,7 +103,7 @@ def runtimes() -> list[Runtime]:
         [
             str(BIN / "functions-framework"),
             "--target",
-            "hello",
+            hello,
             "--source",
             source,
             "--signature-type",
@@ -522,6 +522,12 @@ def main() -> int:
     parser.add_argument("--duration", type=float, help="measured wrk seconds (default 10, quick 3)")
     parser.add_argument("--warmup", type=float, help="wrk warm-up seconds (default 2, quick 1)")
     parser.add_argument("--passes", type=int, help="interleaved wrk passes per runtime (default 3, quick 1)")
+    parser.add_argument(
+        "--hello",
+        choices=["sync", "async"],
+        default="sync",
+        help="kfaas and ff-asgi serve `hello` (sync, run in a worker thread) or `hello_async` (a coroutine)",
+    )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument(
         "--threads", type=int, default=1, help="wrk threads (1 leaves the other core to the server)"
@@ -535,8 +541,9 @@ def main() -> int:
     warmup = args.warmup or (1.0 if args.quick else 2.0)
     passes = args.passes or (1 if args.quick else 3)
     today = dt.date.today().isoformat()
+    variant = "" if args.hello == "sync" else f"-{args.hello}"
     out_path = args.out or BENCH / "results" / (
-        f"runtime-{today}-quick.json.tmp" if args.quick else f"runtime-{today}.json"
+        f"runtime-{today}{variant}-quick.json.tmp" if args.quick else f"runtime-{today}{variant}.json"
     )
 
     start_load = load()
@@ -547,7 +554,7 @@ def main() -> int:
     print(f"python {info['python']}, {info['wrk']}")
     print(f"main venv: {info['main_venv']}\nfunc-python venv: {info['func_python_venv']}")
 
-    rts = runtimes()
+    rts = runtimes("hello" if args.hello == "sync" else "hello_async")
     if args.only:
         rts = [rt for rt in rts if rt.name in args.only.split(",")]
     for rt in rts:
@@ -661,6 +668,7 @@ def main() -> int:
             "wrk_warmup_s": warmup,
             "wrk_duration_s": duration,
             "wrk_passes": passes,
+            "hello": args.hello,
             "host": HOST,
         },
         "interpreter_floor_ms": floor,
