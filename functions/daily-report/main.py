@@ -42,6 +42,7 @@ def recipient(data: Any) -> str:
     return str(to or REPORT_TO)
 
 
+@kfaas.cloud_event
 async def handle(event: CloudEvent, ctx: kfaas.Context) -> None:
     if event["type"] != PING:
         raise kfaas.InvalidEvent(f"daily-report does not handle events of type {event['type']!r}")

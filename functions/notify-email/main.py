@@ -39,6 +39,7 @@ def render(order: dict[str, Any], user: dict[str, Any]) -> tuple[str, str]:
     return subject, body
 
 
+@kfaas.cloud_event
 async def handle(event: CloudEvent, ctx: kfaas.Context) -> None:
     if event["type"] != PROCESSED:
         raise kfaas.InvalidEvent(f"notify-email does not handle events of type {event['type']!r}")

@@ -37,6 +37,7 @@ def parse(data: Any) -> tuple[str, str, int, datetime]:
     return order_id, user_id, cents, placed_at.astimezone(UTC)
 
 
+@kfaas.cloud_event
 async def handle(event: CloudEvent, ctx: kfaas.Context) -> None:
     if event["type"] != PROCESSED:
         raise kfaas.InvalidEvent(f"order-analytics does not handle events of type {event['type']!r}")

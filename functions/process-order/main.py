@@ -108,6 +108,7 @@ def processed_event(doc: dict[str, Any]) -> CloudEvent:
     return CloudEvent(attributes, data)
 
 
+@kfaas.cloud_event
 async def handle(event: CloudEvent, ctx: kfaas.Context) -> CloudEvent:
     if event["type"] not in (PLACED, LEGACY):
         raise kfaas.InvalidEvent(f"process-order does not handle events of type {event['type']!r}")

@@ -1,0 +1,321 @@
+"""``kfaas dev``: the whole application on this machine, without Docker.
+
+What runs, in this order:
+
+1. an SMTP sink (``--mail-sink``, or when a function uses SMTP and ``SMTP_HOST`` is not set) that prints
+   a line per email;
+2. every function of ``--functions`` as a ``kfaas serve`` child process on its own 127.0.0.1 port, with
+   MONGODB_URL / MONGODB_DATABASE / AMQP_URL / SMTP_* from this environment (each only to the functions
+   whose description ``uses`` it), ``K_SINK`` = the broker ingress for functions that publish, plus their
+   ``env`` and secrets; kfaas dev waits until each answers ``/health/readiness``;
+3. the dev broker (:class:`kfaas.broker.DevBroker`) in this process: topology, triggers, queue and ping
+   sources, its ingress on ``--broker-port`` at ``/<broker>``;
+4. the API gateway (:mod:`kfaas.gateway`) on ``--port``: once it answers, the app is up.
+
+Ctrl-C or SIGTERM stops the gateway, the broker (unacked events return to their queues), then the
+functions (SIGTERM, drained), and exits 0. A crashed function is reported and restarted with backoff; one
+that keeps crashing stops everything with exit code 1 (kfaas.dev._supervisor).
+
+``--clock-start`` (``KFAAS_DEV_CLOCK_START``) starts the broker's clock at an ISO 8601 instant, running at
+normal speed from there: ping sources fire as if it were that time (for trying or testing a nightly
+schedule in seconds). Retry backoffs are durations and are unaffected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+__all__ = ["OffsetClock", "configure", "run"]
+
+log = logging.getLogger("kfaas.dev")
+
+
+class OffsetClock:
+    """The broker clock of ``--clock-start``: ``start`` plus the real time elapsed since creation."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("the clock start needs a time zone offset, e.g. 2026-04-10T00:59:57+00:00")
+        self._start = start
+        self._t0 = time.monotonic()
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=time.monotonic() - self._t0)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(seconds, 0.0))
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument(
+        "--functions",
+        type=Path,
+        default=Path(env("KFAAS_FUNCTIONS", "functions")),
+        help="folder of the functions (env KFAAS_FUNCTIONS; default ./functions)",
+    )
+    parser.add_argument("--port", type=int, default=int(env("PORT", "8080")), help="API gateway port (8080)")
+    parser.add_argument("--host", default="127.0.0.1", help="address of the gateway and the broker ingress")
+    parser.add_argument(
+        "--broker-port", type=int, default=0, help="broker ingress port (default: gateway port + 1)"
+    )
+    parser.add_argument(
+        "--namespace",
+        default=env("KFAAS_NAMESPACE", "dev"),
+        help="namespace part of the broker's RabbitMQ names (env KFAAS_NAMESPACE; default dev)",
+    )
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="NAME", help="run only these functions (repeatable)"
+    )
+    parser.add_argument(
+        "--mail-sink",
+        type=int,
+        nargs="?",
+        const=1025,
+        default=None,
+        metavar="PORT",
+        help="run a local SMTP sink (default port 1025) and send every email there",
+    )
+    parser.add_argument(
+        "--clock-start",
+        default=env("KFAAS_DEV_CLOCK_START"),
+        help="ISO 8601 instant the broker's clock starts at (ping sources; env KFAAS_DEV_CLOCK_START)",
+    )
+    parser.add_argument(
+        "--ready-timeout", type=float, default=60.0, help="seconds a function may take to start"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from kfaas.spec import SpecError, load_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
+    for noisy in ("httpx", "mail.log", "aio_pika", "aiormq"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        app = load_app(args.functions)
+    except SpecError as exc:
+        sys.stderr.write(f"kfaas dev: {exc}\n")
+        return 2
+    if args.only:
+        unknown = set(args.only) - {f.name for f in app.functions}
+        if unknown:
+            sys.stderr.write(f"kfaas dev: no function named {', '.join(sorted(unknown))}\n")
+            return 2
+        app = app.model_copy(update={"functions": [f for f in app.functions if f.name in args.only]})
+    problems = _missing_services(app, args)
+    if problems:
+        sys.stderr.write("kfaas dev: " + "\n  ".join(problems) + "\n")
+        return 2
+    clock = None
+    if args.clock_start:
+        try:
+            clock = OffsetClock(datetime.fromisoformat(args.clock_start))
+        except ValueError as exc:
+            sys.stderr.write(f"kfaas dev: --clock-start {args.clock_start!r}: {exc}\n")
+            return 2
+    return asyncio.run(_main(app, args, clock))
+
+
+def _missing_services(app: Any, args: argparse.Namespace) -> list[str]:
+    uses = {u: sorted(f.name for f in app.functions if u in f.uses) for u in ("mongodb", "rabbitmq")}
+    problems = []
+    if uses["mongodb"] and not os.environ.get("MONGODB_URL"):
+        problems.append(f"MONGODB_URL is not set ({', '.join(uses['mongodb'])} use MongoDB)")
+    needs_amqp = uses["rabbitmq"] or any(f.triggers or f.sources for f in app.functions)
+    if needs_amqp and not os.environ.get("AMQP_URL"):
+        problems.append("AMQP_URL is not set (the dev broker and the functions that use RabbitMQ need it)")
+    return problems
+
+
+async def _main(app: Any, args: argparse.Namespace, clock: OffsetClock | None) -> int:
+    dev = _Dev(app, args, clock)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, dev.stop_requested.set)
+    try:
+        return await dev.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+class _Dev:
+    """One ``kfaas dev`` run: mail sink, function processes, broker, gateway; stopped in reverse order."""
+
+    def __init__(self, app: Any, args: argparse.Namespace, clock: OffsetClock | None) -> None:
+        self.app = app
+        self.args = args
+        self.clock = clock
+        self.out = sys.stdout
+        self.stop_requested = asyncio.Event()
+        self.services = {
+            k: v for k, v in os.environ.items() if k.startswith(("MONGODB_", "AMQP_", "SMTP_", "MAIL_"))
+        }
+        self.sink: Any = None
+        self.broker: Any = None
+        self.gateway: Any = None
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.broker_port = args.broker_port or args.port + 1
+        self.ingress = f"http://{args.host}:{self.broker_port}"
+
+    def say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    async def run(self) -> int:
+        from kfaas.dev._supervisor import GaveUp, Supervisor
+
+        if not self._start_mail_sink():
+            return 2
+        supervisor = Supervisor(self._processes(), ready_timeout=self.args.ready_timeout)
+        try:
+            if not await self._until_stopped(supervisor.start()):
+                return 0
+            await self._start_front(supervisor.processes)
+            self._banner(supervisor.processes)
+            return await self._watch(supervisor)
+        except GaveUp as exc:
+            self.say(f"kfaas dev: {exc}")
+            return 1
+        except OSError as exc:
+            self.say(f"kfaas dev: {exc!r}")
+            return 1
+        finally:
+            self.say("kfaas dev: stopping")
+            await self._stop_front()
+            await supervisor.stop()
+            if self.sink is not None:
+                self.sink.stop()
+            self.say("kfaas dev: stopped")
+
+    async def _until_stopped(self, work: Any) -> bool:
+        """Run ``work`` unless a stop is requested first (then cancel it and answer False)."""
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(self.stop_requested.wait())
+        await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            return False
+        task.result()
+        return True
+
+    async def _watch(self, supervisor: Any) -> int:
+        waiting = asyncio.ensure_future(self.stop_requested.wait())
+        watched: list[asyncio.Future[Any]] = [waiting, supervisor.failed, *self.tasks]
+        await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if supervisor.failed.done():
+            self.say(f"kfaas dev: {supervisor.failed.result()}; stopping everything")
+            return 1
+        for task in self.tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                self.say(f"kfaas dev: {task.get_name()} failed: {task.exception()!r}; stopping everything")
+                return 1
+        return 0
+
+    def _start_mail_sink(self) -> bool:
+        from kfaas.dev.smtp import MailSink
+
+        wants_smtp = any("smtp" in f.uses for f in self.app.functions)
+        if self.args.mail_sink is None and (not wants_smtp or self.services.get("SMTP_HOST")):
+            return True
+        self.sink = MailSink("127.0.0.1", self.args.mail_sink or 1025)
+        try:
+            self.sink.start()
+        except (RuntimeError, OSError) as exc:
+            sys.stderr.write(f"kfaas dev: cannot start the SMTP sink: {exc}\n")
+            self.sink = None
+            return False
+        self.services.update(SMTP_HOST=self.sink.host, SMTP_PORT=str(self.sink.port))
+        self.say(f"mail sink on smtp://{self.sink.host}:{self.sink.port} (emails are logged below)")
+        logging.getLogger("kfaas.dev.mail").setLevel(logging.INFO)
+        return True
+
+    def _processes(self) -> list[Any]:
+        from kfaas.dev._supervisor import FunctionProcess, function_env
+        from kfaas.dev.smtp import free_port
+
+        width = max([len(f.name) for f in self.app.functions] + [7])
+        sink = f"{self.ingress}/default"
+        processes = []
+        for spec in self.app.functions:
+            port = free_port()
+            env = function_env(spec, port, self.services, os.environ, sink)
+            processes.append(FunctionProcess(spec, port, env, width=width, out=self.out))
+        return processes
+
+    async def _start_front(self, processes: list[Any]) -> None:
+        """The broker (with its ingress) and the gateway, once every function is ready."""
+        from kfaas.broker import DevBroker, serve_ingress
+        from kfaas.broker._serve import serve_asgi
+        from kfaas.gateway import build
+
+        args = self.args
+        urls = {p.name: p.url for p in processes}
+        if self.app.brokers:
+            self.broker = DevBroker(
+                self.app,
+                os.environ["AMQP_URL"],
+                lambda name: urls[name] + "/",
+                namespace=args.namespace,
+                clock=self.clock,
+            )
+            await self.broker.start()
+            self.tasks.append(
+                asyncio.create_task(
+                    serve_ingress(self.broker, args.host, self.broker_port), name="broker ingress"
+                )
+            )
+            self.say(f"{'broker':<8} | ready: {', '.join(self.broker.brokers)} (namespace {args.namespace})")
+        self.gateway = build(self.app, urls, "http://{name}:8080", os.environ.get("KFAAS_CORS_ORIGINS", "*"))
+        await self.gateway.start()
+        self.tasks.append(asyncio.create_task(serve_asgi(self.gateway, args.host, args.port), name="gateway"))
+        await _wait_http(f"http://{args.host}:{args.port}/health/readiness", 15.0)
+
+    async def _stop_front(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.gateway is not None:
+            await self.gateway.close()
+        if self.broker is not None:
+            await self.broker.stop()
+
+    def _banner(self, processes: list[Any]) -> None:
+        base = f"http://{self.args.host}:{self.args.port}"
+        lines = [f"kfaas dev: ready — API on {base}, broker ingress on {self.ingress}/<broker>"]
+        lines += [
+            f"  {','.join(sorted(r.methods - {'HEAD'})):<6} {base}{r.template} -> {r.function}"
+            for r in self.gateway.routes
+        ]
+        lines += [f"  {p.name:<16} {p.url}" for p in processes]
+        lines.append("Ctrl-C stops everything.")
+        self.say("\n".join(lines))
+
+
+async def _wait_http(url: str, timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=1.0, trust_env=False) as client:
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get(url)).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise OSError(f"{url} did not answer within {timeout:g}s")
+            await asyncio.sleep(0.05)
