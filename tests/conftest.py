@@ -103,12 +103,19 @@ def _container(config: pytest.Config, kind: str, env_var: str) -> Any:
     why = _docker_unavailable()
     if why is not None:
         _unavailable(f"{env_var} is not set and {why}; {_HOW}")
+    # testcontainers moved its modules under testcontainers.community; older releases have them at the top
     if kind == "mongodb":
-        from testcontainers.community.mongodb import MongoDbContainer
+        try:
+            from testcontainers.community.mongodb import MongoDbContainer
+        except ImportError:
+            from testcontainers.mongodb import MongoDbContainer
 
         container: Any = MongoDbContainer(MONGO_IMAGE)
     else:
-        from testcontainers.community.rabbitmq import RabbitMqContainer
+        try:
+            from testcontainers.community.rabbitmq import RabbitMqContainer
+        except ImportError:
+            from testcontainers.rabbitmq import RabbitMqContainer
 
         container = RabbitMqContainer(RABBITMQ_IMAGE)
     container.start()
