@@ -16,8 +16,8 @@ Ctrl-C or SIGTERM stops the gateway, the broker (unacked events return to their 
 functions (SIGTERM, drained), and exits 0. A crashed function is reported and restarted with backoff; one
 that keeps crashing stops everything with exit code 1 (kfaas.dev._supervisor).
 
-``--clock-start`` (``KFAAS_DEV_CLOCK_START``) starts the broker's clock at an ISO 8601 instant, running at
-normal speed from there: ping sources fire as if it were that time (for trying or testing a nightly
+``--clock-start`` (``KFAAS_DEV_CLOCK_START``) starts the broker's clock at an ISO 8601 instant when the
+broker starts, running at normal speed from there: ping sources fire as if it were that time (for trying or testing a nightly
 schedule in seconds). Retry backoffs are durations and are unaffected.
 """
 
@@ -41,15 +41,21 @@ log = logging.getLogger("kfaas.dev")
 
 
 class OffsetClock:
-    """The broker clock of ``--clock-start``: ``start`` plus the real time elapsed since creation."""
+    """The broker clock of ``--clock-start``: ``start`` when first read, then running at real speed.
+
+    Anchored at the first reading (the broker's start), so how long the functions took to start does not
+    eat into the time before a scheduled ping.
+    """
 
     def __init__(self, start: datetime) -> None:
         if start.tzinfo is None:
             raise ValueError("the clock start needs a time zone offset, e.g. 2026-04-10T00:59:57+00:00")
         self._start = start
-        self._t0 = time.monotonic()
+        self._t0: float | None = None
 
     def now(self) -> datetime:
+        if self._t0 is None:
+            self._t0 = time.monotonic()
         return self._start + timedelta(seconds=time.monotonic() - self._t0)
 
     async def sleep(self, seconds: float) -> None:
@@ -71,8 +77,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--namespace",
-        default=env("KFAAS_NAMESPACE", "dev"),
-        help="namespace part of the broker's RabbitMQ names (env KFAAS_NAMESPACE; default dev)",
+        default=env("KFAAS_NAMESPACE", "default"),
+        help="namespace part of the broker's RabbitMQ names (env KFAAS_NAMESPACE; as kfaas dlq)",
     )
     parser.add_argument(
         "--only", action="append", default=[], metavar="NAME", help="run only these functions (repeatable)"

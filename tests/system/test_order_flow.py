@@ -1,0 +1,247 @@
+"""The order pipeline end to end under ``kfaas dev``: queue → process-order → broker → notify-email and
+order-analytics; the HTTP path through the gateway; dead letters and redrive; a RabbitMQ outage; the ping."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aio_pika
+import httpx
+import pytest
+from conftest import DevRun, fast_delivery, placed_event
+
+from kfaas.dev.smtp import MailSink
+
+
+def new_order(user_id: str, cents: int = 2599) -> dict[str, Any]:
+    return {
+        "id": f"o-{uuid.uuid4().hex[:12]}",
+        "userId": user_id,
+        "items": [{"sku": "book", "qty": 1, "price": cents / 100}],
+        "total": cents / 100,
+    }
+
+
+@pytest.fixture
+async def publisher(dev: DevRun, amqp_url: str) -> AsyncIterator[Any]:
+    """Publishes raw bodies on the run's orders queue with publisher confirms (a robust connection)."""
+    connection = await aio_pika.connect_robust(amqp_url, timeout=10)
+    channel = await connection.channel(publisher_confirms=True)
+    await channel.declare_queue(dev.queue, durable=True, arguments={"x-queue-type": "quorum"})
+
+    async def publish(body: bytes, content_type: str = "application/cloudevents+json") -> None:
+        message = aio_pika.Message(
+            body, content_type=content_type, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+        )
+        await channel.default_exchange.publish(message, routing_key=dev.queue, timeout=10)
+
+    yield publish
+    await connection.close()
+
+
+async def add_user(db: Any, email: str) -> str:
+    user_id = f"u-{uuid.uuid4().hex[:8]}"
+    await db.users.insert_one({"_id": user_id, "email": email, "name": "Test"})
+    return user_id
+
+
+async def mails_to(sink: MailSink, to: str, count: int, timeout: float) -> list[Any]:
+    return await asyncio.to_thread(sink.wait_for, count, timeout, to)
+
+
+async def test_order_from_the_queue_is_stored_emailed_once_and_counted(
+    dev: DevRun, db: Any, publisher: Any, mail_sink: MailSink
+) -> None:
+    await dev.start()
+    user = await add_user(db, "ada@example.com")
+    order = new_order(user, 1250)
+    await publisher(placed_event(order))
+
+    doc = await dev.eventually(
+        lambda: db.orders.find_one({"_id": order["id"], "status": "processed"}), 20, "order processed"
+    )
+    assert doc["totalCents"] == 1250
+    mails = await mails_to(mail_sink, "ada@example.com", 1, 20)
+    assert [m["Subject"] for m in mails] == [f"Your order {order['id']} has been processed"]
+    totals = await dev.eventually(lambda: db.order_totals_by_user.find_one({"_id": user}), 20, "user totals")
+    assert (totals["orders"], totals["totalCents"]) == (1, 1250)
+    day = doc["placedAt"].date().isoformat()
+    by_day = await db.order_totals_by_day.find_one({"_id": day})
+    assert by_day is not None
+    assert (by_day["orders"], by_day["totalCents"]) == (1, 1250)
+
+
+async def test_same_order_twice_is_one_document_and_one_email(
+    dev: DevRun, db: Any, publisher: Any, mail_sink: MailSink
+) -> None:
+    await dev.start()
+    user = await add_user(db, "bob@example.com")
+    order = new_order(user)
+    await publisher(placed_event(order))
+    await publisher(json.dumps(order).encode(), "application/json")  # the same order from a legacy producer
+
+    # both deliveries reach notify-email (process-order answers each with the same event) ...
+    await dev.wait_for_line('"function": "notify-email", "method": "POST", "path": "/", "status": 20', 30, 2)
+    # ... and order-analytics
+    await dev.wait_for_line(
+        '"function": "order-analytics", "method": "POST", "path": "/", "status": 20', 30, 2
+    )
+    await asyncio.sleep(0.5)
+    assert await db.orders.count_documents({"_id": order["id"]}) == 1
+    assert len(await mails_to(mail_sink, "bob@example.com", 1, 10)) == 1
+    assert len(mail_sink.messages) == 1
+    totals = await db.order_totals_by_user.find_one({"_id": user})
+    assert (totals["orders"], totals["totalCents"]) == (1, 2599)
+
+
+async def test_failing_subscriber_is_retried_dead_lettered_and_redriven_once(
+    dev: DevRun, db: Any, publisher: Any, mail_sink: MailSink
+) -> None:
+    dev.edit(
+        "notify-email", lambda d: d["triggers"][0].update(delivery=fast_delivery(retry=3, delay="PT0.3S"))
+    )
+    await dev.start()
+    order = new_order("u-not-yet")  # notify-email fails (500) until this user exists
+    await publisher(placed_event(order))
+
+    await dev.wait_for_line("notify-email-processed", 30)
+    await dev.eventually(
+        lambda: asyncio.to_thread(
+            lambda: "1 dead letter" in dev.dlq("list", "--trigger", "notify-email-processed").stdout
+        ),
+        30,
+        "a dead letter in notify-email-processed",
+    )
+    attempts = [
+        line for line in dev.lines if "trigger notify-email-processed" in line and order["id"] in line
+    ]
+    assert sum("retry" in line for line in attempts) == 3, "\n".join(attempts)
+    delays = [float(m) for line in attempts for m in re.findall(r"in (\d+\.\d+)s", line)]
+    assert delays == [0.3, 0.6, 1.2], delays  # exponential from PT0.3S
+    shown = dev.dlq("show", "notify-email-processed", f"order-processed-{order['id']}")
+    assert shown.returncode == 0, shown.stderr
+    assert "code 500" in shown.stdout
+    assert mail_sink.messages == []
+
+    await db.users.insert_one({"_id": "u-not-yet", "email": "late@example.com"})
+    redrive = dev.dlq("redrive", "notify-email-processed", "--all")
+    assert redrive.returncode == 0, redrive.stderr
+    assert "redrove 1 event" in redrive.stdout
+    assert len(await mails_to(mail_sink, "late@example.com", 1, 20)) == 1
+    await asyncio.sleep(1.0)
+    assert len(mail_sink.messages) == 1
+    assert "0 dead letter" in dev.dlq("list", "--trigger", "notify-email-processed").stdout
+
+
+async def test_malformed_orders_are_dead_lettered_with_a_reason_and_the_flow_goes_on(
+    dev: DevRun, db: Any, publisher: Any, mail_sink: MailSink
+) -> None:
+    dev.edit(
+        "process-order",
+        lambda d: [t.update(delivery=fast_delivery(retry=1, delay="PT0.1S")) for t in d["triggers"]],
+    )
+    await dev.start()
+    user = await add_user(db, "cy@example.com")
+    await publisher(b"{this is not json", "application/json")
+    bad = new_order(user)
+    bad["items"] = []
+    await publisher(placed_event(bad))
+    good = new_order(user)
+    await publisher(placed_event(good))
+
+    await dev.eventually(
+        lambda: db.orders.find_one({"_id": good["id"], "status": "processed"}), 20, "the good order processed"
+    )
+    assert len(await mails_to(mail_sink, "cy@example.com", 1, 20)) == 1
+
+    def dead(trigger: str) -> str:
+        return dev.dlq("show", trigger).stdout
+
+    legacy = await dev.eventually(
+        lambda: asyncio.to_thread(dead, "process-order-legacy"), 20, "legacy dead letter"
+    )
+    assert "code 422" in legacy
+    assert "body is not JSON" in legacy
+    placed = await dev.eventually(
+        lambda: asyncio.to_thread(dead, "process-order-placed"), 20, "placed dead letter"
+    )
+    assert "items must be a non-empty list" in placed
+    assert await db.orders.count_documents({"_id": bad["id"]}) == 0
+
+
+async def test_http_order_through_the_gateway_goes_from_placed_to_processed(
+    dev: DevRun, db: Any, mail_sink: MailSink
+) -> None:
+    await dev.start()
+    async with httpx.AsyncClient(base_url=dev.base_url, timeout=10) as client:
+        user = await client.post("/users", json={"email": "dee@example.com", "name": "Dee"})
+        assert user.status_code == 201, user.text
+        placed = await client.post(
+            "/orders", json={"userId": user.json()["id"], "items": [{"sku": "pen", "qty": 3, "price": 1.5}]}
+        )
+        assert placed.status_code == 202, placed.text
+        assert placed.headers["access-control-allow-origin"] == "*"
+        status_url = placed.json()["statusUrl"]
+
+        async def processed() -> Any:
+            response = await client.get(status_url)
+            return response.json() if response.json().get("status") == "processed" else None
+
+        order = await dev.eventually(processed, 20, f"GET {status_url} showing processed")
+        missing = await client.get("/orders/no-such-order")
+    assert order["total"] == 4.5
+    assert missing.status_code == 404
+    assert len(await mails_to(mail_sink, "dee@example.com", 1, 20)) == 1
+
+
+async def test_rabbitmq_outage_mid_stream_loses_no_order_and_doubles_none(
+    dev: DevRun, db: Any, publisher: Any, mail_sink: MailSink, rabbitmq_ctl: Any
+) -> None:
+    await dev.start()
+    user = await add_user(db, "eve@example.com")
+    orders = [new_order(user, 100 + i) for i in range(20)]
+    for order in orders[:10]:
+        await publisher(placed_event(order))
+    await rabbitmq_ctl.stop_app()
+    await asyncio.sleep(2)
+    await rabbitmq_ctl.start_app()
+    for order in orders[10:]:
+        await dev.eventually(  # the publisher's robust connection needs a moment to come back
+            lambda order=order: _try(publisher(placed_event(order))), 60, "publishing after the restart"
+        )
+
+    async def all_processed() -> bool:
+        return await db.orders.count_documents({"status": "processed"}) == len(orders)
+
+    await dev.eventually(all_processed, 120, "all 20 orders processed")
+    mails = await mails_to(mail_sink, "eve@example.com", 20, 60)
+    await asyncio.sleep(1.0)
+    subjects = sorted(m["Subject"] for m in mail_sink.messages)
+    assert subjects == sorted(f"Your order {o['id']} has been processed" for o in orders), len(mails)
+    totals = await dev.eventually(
+        lambda: db.order_totals_by_user.find_one({"_id": user, "orders": len(orders)}), 30, "analytics of 20"
+    )
+    assert totals["totalCents"] == sum(100 + i for i in range(20))
+
+
+async def _try(publishing: Any) -> bool:
+    try:
+        await publishing
+    except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, OSError):
+        return False
+    return True
+
+
+async def test_ping_source_fires_on_schedule_and_reports_the_previous_day(
+    dev: DevRun, db: Any, mail_sink: MailSink
+) -> None:
+    await db.order_totals_by_day.insert_one({"_id": "2026-04-09", "orders": 2, "totalCents": 5000})
+    # the broker's clock starts 2 s before the nightly 01:00 UTC schedule
+    await dev.start("--clock-start", "2026-04-10T00:59:58+00:00")
+    mails = await mails_to(mail_sink, "reports@kfaas.local", 1, 20)
+    assert [m["Subject"] for m in mails] == ["Orders on 2026-04-09: 2, total 50.00"]
