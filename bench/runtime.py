@@ -5,6 +5,7 @@ Runtimes, all serving the same function (bench/hello/):
   ff-asgi      ``functions-framework --signature-type cloudevent --asgi`` (gunicorn + one uvicorn worker)
   func-python  Knative Functions' Python middleware (hypercorn), in its own venv (bench/setup.sh)
   granian-bare reference ceiling: granian embedded as kfaas runs it, a bare ASGI app that ignores the event
+  uvicorn-bare the same bare app on uvicorn (uvloop + httptools): the server kfaas did not pick, same run
 
 (a) cold start: process start -> first 2xx to ``POST /`` with a binary-mode CloudEvent, polled with raw socket
     connects every millisecond; rounds interleave the runtimes, the first round is discarded (it warms the
@@ -124,7 +125,14 @@ def runtimes(hello: str = "hello") -> list[Runtime]:
     if not fp_python.exists():
         fp.missing = f"{FUNC_PYTHON_VENV.name} missing: run `bash bench/setup.sh`"
     bare = Runtime("granian-bare", [sys.executable, str(BENCH / "hello" / "bare_asgi.py"), "{port}"])
-    return [kfaas, ff, fp, bare]
+    uvicorn = Runtime(
+        "uvicorn-bare",
+        [str(BIN / "uvicorn"), "bare_asgi:app", "--app-dir", str(BENCH / "hello"), "--host", HOST, "--port", "{port}",
+         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
+    )  # fmt: skip
+    if not (BIN / "uvicorn").exists():
+        uvicorn.missing = "uvicorn is not installed in this venv (it comes with kfaas[dev])"
+    return [kfaas, ff, fp, bare, uvicorn]
 
 
 # --------------------------------------------------------------------------------------------- processes
@@ -516,7 +524,9 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 5 cold starts, 1 s + 3 s of wrk")
     parser.add_argument(
-        "--only", default="", help="comma-separated runtimes (kfaas,ff-asgi,func-python,granian-bare)"
+        "--only",
+        default="",
+        help="comma-separated runtimes (kfaas,ff-asgi,func-python,granian-bare,uvicorn-bare)",
     )
     parser.add_argument("--rounds", type=int, help="cold-start rounds (default 9, quick 5)")
     parser.add_argument("--duration", type=float, help="measured wrk seconds (default 10, quick 3)")
