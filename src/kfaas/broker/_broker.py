@@ -168,12 +168,15 @@ class DevBroker:
 
     async def stop(self) -> None:
         """Stop consuming, let in-flight deliveries end (unacked ones return to their queue), close."""
+        if self._connection is None:
+            return
         self._stopping = True
         for source in self._sources:
             await source.stop()
+        self._sources = []
         for queue, tag in self._consumers:
             with contextlib.suppress(Exception):
-                await queue.cancel(tag)
+                await asyncio.wait_for(queue.cancel(tag), 2.0)
         self._consumers.clear()
         for task in list(self._tasks):
             task.cancel()

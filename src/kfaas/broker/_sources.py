@@ -111,10 +111,11 @@ class QueueSourceRunner:
     async def stop(self) -> None:
         if self._queue is not None and self._tag is not None:
             with contextlib.suppress(Exception):
-                await self._queue.cancel(self._tag)
+                await asyncio.wait_for(self._queue.cancel(self._tag), 2.0)
         if self._channel is not None:
             with contextlib.suppress(Exception):
-                await self._channel.close()
+                await asyncio.wait_for(self._channel.close(), 2.0)
+        self._queue = self._channel = self._tag = None
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         event = queue_event(self.broker.namespace, self.name, self.spec.queue, message)

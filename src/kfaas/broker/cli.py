@@ -1,0 +1,93 @@
+"""``kfaas broker``: run the dev broker standalone (the ``broker`` service of docker-compose.yml).
+
+Functions are reached at ``KFAAS_FUNCTION_URL_TEMPLATE`` (``--url-template``), e.g. ``http://{name}:8080/``
+in compose; the ingress listens on ``--host``/``--port`` (``PORT``, 8080) at ``/<broker>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+__all__ = ["configure", "run"]
+
+log = logging.getLogger("kfaas.broker")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument(
+        "--functions",
+        type=Path,
+        default=Path(env("KFAAS_FUNCTIONS", "functions")),
+        help="folder of the function descriptions (env KFAAS_FUNCTIONS; default ./functions)",
+    )
+    parser.add_argument("--port", type=int, default=int(env("PORT", "8080")), help="ingress port (env PORT)")
+    parser.add_argument("--host", default=env("HOST", "0.0.0.0"), help="ingress address (env HOST)")
+    parser.add_argument("--amqp-url", default=env("AMQP_URL"), help="RabbitMQ URL (env AMQP_URL)")
+    parser.add_argument(
+        "--url-template",
+        default=env("KFAAS_FUNCTION_URL_TEMPLATE", "http://{name}:8080/"),
+        help="URL of a function from its name (env KFAAS_FUNCTION_URL_TEMPLATE)",
+    )
+    parser.add_argument(
+        "--namespace",
+        default=env("KFAAS_NAMESPACE", "default"),
+        help="namespace part of the RabbitMQ names (env KFAAS_NAMESPACE)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from kfaas.spec import SpecError, load_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.amqp_url:
+        sys.stderr.write("kfaas broker: no RabbitMQ URL: set AMQP_URL or pass --amqp-url\n")
+        return 2
+    if "{name}" not in args.url_template:
+        sys.stderr.write(f"kfaas broker: the URL template {args.url_template!r} has no {{name}}\n")
+        return 2
+    try:
+        app = load_app(args.functions)
+    except SpecError as exc:
+        sys.stderr.write(f"kfaas broker: {exc}\n")
+        return 2
+    return asyncio.run(_serve(app, args))
+
+
+async def _serve(app: object, args: argparse.Namespace) -> int:
+    from kfaas.broker import DevBroker, serve_ingress
+    from kfaas.spec import AppSpec
+
+    assert isinstance(app, AppSpec)
+    template: str = args.url_template
+
+    def resolve_url(name: str) -> str:
+        return template.format(name=name)
+
+    broker = DevBroker(app, args.amqp_url, resolve_url, namespace=args.namespace)
+    try:
+        await broker.start()
+    except (OSError, ConnectionError) as exc:
+        log.error("cannot reach RabbitMQ: %r", exc)
+        return 1
+    server = asyncio.ensure_future(serve_ingress(broker, args.host, args.port))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("ingress on http://%s:%d/<broker> for %s", args.host, args.port, ", ".join(broker.brokers))
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([server, stopped], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    server.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await server
+    await broker.stop()
+    return 0

@@ -1,0 +1,262 @@
+"""``kfaas dlq list|show|redrive``: see why a trigger's events were dead-lettered, and send them back.
+
+Each trigger ``<function>-<trigger>`` with ``deadLetter: true`` has a quorum queue
+``t.<namespace>.<function>-<trigger>.dlq``. Listing reads the messages without removing them (they return
+to the queue when the command ends). Redrive publishes each chosen message to the trigger's own queue
+(only that trigger sees it again) without the ``knativeerror*`` extensions, waits for RabbitMQ's confirm,
+and only then removes it from the dead-letter queue: an interrupted redrive can duplicate an event, never
+lose one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from kfaas.broker._names import (
+    ERROR_CODE,
+    ERROR_DATA,
+    ERROR_DEST,
+    ERROR_EXTENSIONS,
+    PREFIX,
+    TriggerRef,
+    triggers_of,
+)
+
+__all__ = ["DeadLetter", "configure", "peek", "redrive", "run"]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One dead-lettered event: its attributes, data, and why delivery failed."""
+
+    attributes: dict[str, str]
+    content_type: str | None
+    body: bytes
+    dead_lettered_at: datetime | None
+
+    @property
+    def id(self) -> str:
+        return self.attributes.get("id", "")
+
+    @property
+    def code(self) -> str:
+        return self.attributes.get(ERROR_CODE, "")
+
+    @property
+    def dest(self) -> str:
+        return self.attributes.get(ERROR_DEST, "")
+
+    @property
+    def reason(self) -> str:
+        """The subscriber's answer (decoded ``knativeerrordata``)."""
+        raw = self.attributes.get(ERROR_DATA, "")
+        try:
+            return base64.b64decode(raw).decode("utf-8", "replace")
+        except ValueError:
+            return raw
+
+    @classmethod
+    def of(cls, message: AbstractIncomingMessage) -> DeadLetter:
+        attributes = {
+            k[len(PREFIX) :]: v.decode() if isinstance(v, bytes) else str(v)
+            for k, v in (message.headers or {}).items()
+            if k.startswith(PREFIX)
+        }
+        return cls(attributes, message.content_type, bytes(message.body), message.timestamp)
+
+
+async def _drain(channel: aio_pika.abc.AbstractChannel, queue_name: str) -> list[AbstractIncomingMessage]:
+    """Get every message of the queue unacked (they return to the queue when the channel closes).
+
+    A queue that does not exist yet (the broker never ran with this namespace) has no dead letters.
+    """
+    try:
+        queue = await channel.declare_queue(queue_name, passive=True)
+    except aio_pika.exceptions.ChannelNotFoundEntity:
+        return []
+    count = queue.declaration_result.message_count or 0
+    messages = []
+    for _ in range(count):
+        message = await queue.get(no_ack=False, fail=False)
+        if message is None:
+            break
+        messages.append(message)
+    return messages
+
+
+async def peek(amqp_url: str, ref: TriggerRef) -> list[DeadLetter]:
+    """The dead letters of a trigger, left in place."""
+    connection = await aio_pika.connect_robust(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        messages = await _drain(channel, ref.dead_letter_queue)
+        return [DeadLetter.of(m) for m in messages]
+
+
+async def redrive(amqp_url: str, ref: TriggerRef, ids: set[str] | None) -> tuple[int, set[str]]:
+    """Send dead letters (all, or those with the given event ids) back to the trigger's queue.
+
+    Returns how many were sent and which of the requested ids were not found.
+    """
+    connection = await aio_pika.connect_robust(amqp_url)
+    sent = 0
+    found: set[str] = set()
+    async with connection:
+        reader = await connection.channel()
+        writer = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        for message in await _drain(reader, ref.dead_letter_queue):
+            event_id = str((message.headers or {}).get(PREFIX + "id", ""))
+            if ids is not None and event_id not in ids:
+                continue
+            headers = {
+                k: v for k, v in (message.headers or {}).items() if k[len(PREFIX) :] not in ERROR_EXTENSIONS
+            }
+            again = aio_pika.Message(
+                message.body,
+                headers=headers,
+                content_type=message.content_type,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=message.message_id,
+            )
+            await writer.default_exchange.publish(again, routing_key=ref.queue, mandatory=True)
+            await message.ack()
+            sent += 1
+            found.add(event_id)
+    return sent, (ids or set()) - found
+
+
+# -- CLI ------------------------------------------------------------------------------------------------
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--functions",
+        type=Path,
+        default=Path(os.environ.get("KFAAS_FUNCTIONS", "functions")),
+        help="folder of the function descriptions (env KFAAS_FUNCTIONS; default ./functions)",
+    )
+    parser.add_argument("--amqp-url", default=os.environ.get("AMQP_URL"), help="RabbitMQ URL (env AMQP_URL)")
+    parser.add_argument(
+        "--namespace",
+        default=os.environ.get("KFAAS_NAMESPACE", "default"),
+        help="namespace part of the queue names (env KFAAS_NAMESPACE; default 'default')",
+    )
+    sub = parser.add_subparsers(dest="action", required=True, metavar="list|show|redrive")
+    list_ = sub.add_parser("list", help="count and summarize each trigger's dead letters")
+    list_.add_argument("--trigger", help="only this trigger (<function>-<trigger>)")
+    list_.add_argument("--json", action="store_true", help="print JSON")
+    show = sub.add_parser("show", help="every attribute, the data and the failure reason")
+    show.add_argument("trigger", help="<function>-<trigger>")
+    show.add_argument("event_id", nargs="?", help="only this event")
+    again = sub.add_parser("redrive", help="send dead letters back to the trigger's queue")
+    again.add_argument("trigger", help="<function>-<trigger>")
+    which = again.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", action="append", dest="ids", metavar="ID", help="an event id (repeatable)")
+    which.add_argument("--all", action="store_true", help="every dead letter of the trigger")
+
+
+def run(args: argparse.Namespace) -> int:
+    from kfaas.spec import SpecError, load_app
+
+    if not args.amqp_url:
+        sys.stderr.write("kfaas dlq: no RabbitMQ URL: set AMQP_URL or pass --amqp-url\n")
+        return 2
+    try:
+        app = load_app(args.functions)
+    except SpecError as exc:
+        sys.stderr.write(f"kfaas dlq: {exc}\n")
+        return 2
+    refs = [r for r in triggers_of(app, args.namespace) if r.delivery.dead_letter]
+    wanted = getattr(args, "trigger", None)
+    if wanted:
+        refs = [r for r in refs if r.name == wanted]
+        if not refs:
+            known = ", ".join(r.name for r in triggers_of(app, args.namespace) if r.delivery.dead_letter)
+            sys.stderr.write(f"kfaas dlq: no trigger {wanted!r} with a dead-letter queue (known: {known})\n")
+            return 2
+    try:
+        return asyncio.run(_run(args, refs))
+    except (aio_pika.exceptions.AMQPError, ConnectionError, OSError) as exc:
+        sys.stderr.write(f"kfaas dlq: RabbitMQ at {_safe(args.amqp_url)}: {exc!r}\n")
+        return 1
+
+
+async def _run(args: argparse.Namespace, refs: list[TriggerRef]) -> int:
+    out = sys.stdout
+    if args.action == "redrive":
+        (ref,) = refs
+        ids = None if args.all else set(args.ids)
+        sent, missing = await redrive(args.amqp_url, ref, ids)
+        out.write(f"redrove {sent} event(s) to {ref.name}\n")
+        if missing:
+            sys.stderr.write(f"kfaas dlq: not in {ref.name}'s dead letters: {', '.join(sorted(missing))}\n")
+            return 1
+        return 0
+    if args.action == "show":
+        (ref,) = refs
+        letters = [d for d in await peek(args.amqp_url, ref) if args.event_id in (None, d.id)]
+        if not letters:
+            what = f"event {args.event_id!r}" if args.event_id else "any dead letter"
+            sys.stderr.write(f"kfaas dlq: {ref.name} has no {what}\n")
+            return 1
+        for letter in letters:
+            out.write(_show(letter))
+        return 0
+    report: list[dict[str, Any]] = []
+    for ref in refs:
+        letters = await peek(args.amqp_url, ref)
+        report.append({"trigger": ref.name, "count": len(letters), "events": [_row(d) for d in letters]})
+    if args.json:
+        out.write(json.dumps(report, indent=2) + "\n")
+        return 0
+    for item in report:
+        out.write(f"{item['trigger']}: {item['count']} dead letter(s)\n")
+        for row in item["events"]:
+            out.write(
+                f"  {row['id']}  {row['type']}  code={row['code']}  dest={row['dest']}  at={row['time']}\n"
+            )
+    return 0
+
+
+def _row(letter: DeadLetter) -> dict[str, str]:
+    when = letter.dead_lettered_at.isoformat() if letter.dead_lettered_at else ""
+    return {
+        "id": letter.id,
+        "type": letter.attributes.get("type", ""),
+        "code": letter.code,
+        "dest": letter.dest,
+        "time": when,
+    }
+
+
+def _show(letter: DeadLetter) -> str:
+    lines = [f"event {letter.id}"]
+    for key in sorted(letter.attributes):
+        if key not in ERROR_EXTENSIONS:
+            lines.append(f"  {key}: {letter.attributes[key]}")
+    if letter.content_type:
+        lines.append(f"  datacontenttype: {letter.content_type}")
+    lines.append(f"  data: {letter.body.decode('utf-8', 'replace')}")
+    when = letter.dead_lettered_at.isoformat() if letter.dead_lettered_at else "unknown"
+    lines.append(f"failed: code {letter.code} from {letter.dest} (dead-lettered at {when})")
+    lines.append(f"  reason: {letter.reason}")
+    return "\n".join(lines) + "\n\n"
+
+
+def _safe(url: str) -> str:
+    """The URL without its password."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    creds, _, host = rest.rpartition("@")
+    return f"{scheme}://{creds.split(':')[0]}:***@{host}"
