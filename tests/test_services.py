@@ -209,15 +209,30 @@ def _free(port: int) -> bool:
     return True
 
 
-def _alternate_ports() -> tuple[int, int]:
-    """An AMQP port (with +10000 management and +20000 distribution) and a MongoDB port, all free and all
-    below the kernel's ephemeral range."""
+def _alternate_ports() -> tuple[int, int, int]:
+    """An AMQP port (with +10000 management and +20000 distribution), a MongoDB port and an epmd port, all
+    free and all below the kernel's ephemeral range."""
     rng = random.Random()
     for _ in range(50):
-        amqp, mongo = rng.randrange(10000, 12000), rng.randrange(12000, 12700)
-        if all(_free(p) for p in (amqp, amqp + 10000, amqp + 20000, mongo)):
-            return amqp, mongo
+        amqp, mongo, epmd = (
+            rng.randrange(10000, 12000),
+            rng.randrange(12000, 12700),
+            rng.randrange(12700, 13000),
+        )
+        if all(_free(p) for p in (amqp, amqp + 10000, amqp + 20000, mongo, epmd)):
+            return amqp, mongo, epmd
     pytest.fail("no free ports for an alternate RabbitMQ and FerretDB")
+
+
+def _outward_address() -> str | None:
+    """This machine's address on its default route (no packet is sent), or None without one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("10.255.255.255", 1))
+        except OSError:
+            return None
+        address = str(sock.getsockname()[0])
+    return None if address.startswith("127.") else address
 
 
 def _services(command: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -226,10 +241,10 @@ def _services(command: str, env: dict[str, str], timeout: float = 600) -> subpro
     )
 
 
-def _listening(port: int) -> bool:
+def _listening(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        return sock.connect_ex((host, port)) == 0
 
 
 @pytest.mark.integration
@@ -241,13 +256,14 @@ async def test_services_up_env_status_down_on_alternate_ports(
     require_tool("rabbitmq-server")
     if not os.environ.get("KFAAS_FERRETDB_BIN"):
         require_tool("go")  # to build FerretDB once, when the cache has no binary yet
-    amqp_port, mongo_port = _alternate_ports()
+    amqp_port, mongo_port, epmd_port = _alternate_ports()
     env = {
         **os.environ,
         "KFAAS_SERVICES_DIR": str(tmp_path / "state"),
         "KFAAS_AMQP_PORT": str(amqp_port),
         "KFAAS_MONGO_PORT": str(mongo_port),
         "KFAAS_RABBITMQ_MANAGEMENT": "0",
+        "ERL_EPMD_PORT": str(epmd_port),  # an epmd of its own, which `down` must stop again
     }
     env["PATH"] = os.pathsep.join([env.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
     try:
@@ -255,6 +271,12 @@ async def test_services_up_env_status_down_on_alternate_ports(
         assert up.returncode == 0, up.stderr
         assert "starting RabbitMQ" in up.stderr
         assert "starting FerretDB" in up.stderr
+
+        ports = (amqp_port, amqp_port + 20000, mongo_port, epmd_port)
+        assert all(_listening(port) for port in ports)
+        outward = _outward_address()
+        if outward is not None:  # everything listens on loopback only
+            assert not any(_listening(port, outward) for port in ports)
 
         status = _services("status", env, 60)
         assert status.returncode == 0, status.stdout + status.stderr
@@ -299,8 +321,8 @@ async def test_services_up_env_status_down_on_alternate_ports(
     finally:
         down = await asyncio.to_thread(_services, "down", env, 180)
     assert down.returncode == 0, down.stderr
-    assert not _listening(amqp_port)
-    assert not _listening(mongo_port)
+    assert "stopping epmd" in down.stderr
+    assert not any(_listening(port) for port in (amqp_port, amqp_port + 20000, mongo_port, epmd_port))
     assert not any((tmp_path / "state").iterdir())
     assert _services("status", env, 60).returncode == 1
 
