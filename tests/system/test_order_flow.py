@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
+import aiormq
 import httpx
 import pytest
 from conftest import DevRun, fast_delivery, placed_event
@@ -232,7 +233,13 @@ async def test_rabbitmq_outage_mid_stream_loses_no_order_and_doubles_none(
 async def _try(publishing: Any) -> bool:
     try:
         await publishing
-    except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, OSError):
+    except (
+        TimeoutError,
+        aio_pika.exceptions.AMQPError,
+        aiormq.exceptions.ChannelInvalidStateError,  # the robust channel is still reconnecting
+        ConnectionError,
+        OSError,
+    ):
         return False
     return True
 
