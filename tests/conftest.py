@@ -15,11 +15,13 @@ them, so a run of unit tests does not pay for them.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import shutil
 import sys
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -84,15 +86,21 @@ def _docker_unavailable() -> str | None:
         from docker.errors import DockerException
     except ImportError:
         return "the docker package is not installed"
-    try:
-        client = docker.from_env(timeout=3)
+    reason = None
+    with warnings.catch_warnings():
+        # docker-py leaves the socket of a failed connection to the garbage collector; finalize it here,
+        # quietly, rather than in a later test where warnings are errors
+        warnings.simplefilter("ignore", ResourceWarning)
         try:
-            client.ping()
-        finally:
-            client.close()
-    except (DockerException, OSError) as exc:  # requests' errors, raised by ping(), are OSErrors
-        return f"no Docker engine answers ({type(exc).__name__})"
-    return None
+            client = docker.from_env(timeout=3)
+            try:
+                client.ping()
+            finally:
+                client.close()
+        except (DockerException, OSError) as exc:  # requests' errors, raised by ping(), are OSErrors
+            reason = f"no Docker engine answers ({type(exc).__name__})"
+        gc.collect()
+    return reason
 
 
 def _container(config: pytest.Config, kind: str, env_var: str) -> Any:
@@ -341,6 +349,11 @@ def _tool_dirs() -> list[str]:
     if os.environ.get("GOBIN"):
         dirs.append(os.environ["GOBIN"])
     dirs.append(str(Path(os.environ.get("GOPATH") or Path.home() / "go") / "bin"))
+    cache = (
+        os.environ.get("KFAAS_CACHE_DIR")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kfaas"
+    )
+    dirs.append(str(Path(cache) / "bin"))  # where .ci/run builds helm and kustomize
     return dirs
 
 

@@ -57,7 +57,17 @@ def _run_inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, **env
             monkeypatch.setenv(name, value)
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_inner=INNER_SUITE)
-    return pytester.runpytest_subprocess("-rsfE", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto")
+    return pytester.runpytest_subprocess(
+        "-rsfE",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "asyncio_mode=auto",
+        "-W",
+        "error",
+        "-W",
+        "ignore::DeprecationWarning",
+    )
 
 
 UNREACHABLE = {
