@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
-import httpx
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -23,6 +22,7 @@ from cloudevents.exceptions import GenericException
 from cloudevents.http import CloudEvent, from_http
 
 from kfaas.broker._clock import Clock, SystemClock
+from kfaas.broker._http import HttpClient, Response
 from kfaas.broker._names import (
     ERROR_CODE,
     ERROR_DATA,
@@ -126,7 +126,7 @@ class DevBroker:
         self._dead_letter_channel: AbstractChannel | None = None
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._http: httpx.AsyncClient | None = None
+        self._http: HttpClient | None = None
         self._stopping = False
         self._sources: list[Any] = []
         self.ingress = Ingress(self)
@@ -138,11 +138,7 @@ class DevBroker:
         self._connection = await aio_pika.connect_robust(
             self.amqp_url, client_properties={"connection_name": f"kfaas-broker-{self.namespace}"}
         )
-        parallel = sum(t.trigger.parallelism for t in self.triggers) or 1
-        self._http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=parallel + 10, max_keepalive_connections=parallel + 10),
-            follow_redirects=False,
-        )
+        self._http = HttpClient()
         self._publish_channel = await self._connection.channel(publisher_confirms=True)
         for broker in self.brokers:
             self._exchanges[broker] = await self._publish_channel.declare_exchange(
@@ -294,25 +290,25 @@ class DevBroker:
 
     async def _attempt(
         self, url: str, headers: dict[str, str], body: bytes, ref: TriggerRef
-    ) -> tuple[int, bytes, bool, httpx.Response | None]:
+    ) -> tuple[int, bytes, bool, Response | None]:
         assert self._http is not None
         try:
-            response = await self._http.post(url, headers=headers, content=body, timeout=ref.attempt_timeout)
-        except httpx.TimeoutException:
+            response = await self._http.post(url, headers, body, ref.attempt_timeout)
+        except TimeoutError:
             return CODE_TIMEOUT, f"timeout: no answer within {ref.attempt_timeout:g}s".encode(), True, None
-        except httpx.HTTPError as exc:
+        except (OSError, ValueError) as exc:
             return CODE_CONNECTION_ERROR, f"connection error: {exc!r}".encode(), True, None
-        code = response.status_code
-        return code, response.content, code in RETRYABLE_STATUS or code >= 500, response
+        code = response.status
+        return code, response.body, code in RETRYABLE_STATUS or code >= 500, response
 
-    async def _reply(self, ref: TriggerRef, response: httpx.Response) -> None:
+    async def _reply(self, ref: TriggerRef, response: Response) -> None:
         """A 200 answer carrying a CloudEvent goes back to the trigger's broker."""
         if "ce-specversion" not in response.headers and not response.headers.get(
             "content-type", ""
         ).startswith(STRUCTURED):
             return
         try:
-            events = parse_events(dict(response.headers), response.content)
+            events = parse_events(response.headers, response.body)
         except InvalidEvent as exc:
             log.warning("trigger %s: the reply is not a valid CloudEvent, dropped: %s", ref.name, exc)
             return
