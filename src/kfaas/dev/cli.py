@@ -98,6 +98,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="ISO 8601 instant the broker's clock starts at (ping sources; env KFAAS_DEV_CLOCK_START)",
     )
     parser.add_argument(
+        "--max-restarts",
+        type=int,
+        default=5,
+        help="restarts of a crashing function allowed within 60 s before kfaas dev gives up (5)",
+    )
+    parser.add_argument(
         "--ready-timeout", type=float, default=60.0, help="seconds a function may take to start"
     )
 
@@ -184,7 +190,9 @@ class _Dev:
 
         if not self._start_mail_sink():
             return 2
-        supervisor = Supervisor(self._processes(), ready_timeout=self.args.ready_timeout)
+        supervisor = Supervisor(
+            self._processes(), ready_timeout=self.args.ready_timeout, max_restarts=self.args.max_restarts
+        )
         try:
             if not await self._until_stopped(supervisor.start()):
                 return 0
