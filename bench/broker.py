@@ -21,7 +21,6 @@ import contextlib
 import multiprocessing as mp
 import os
 import socket
-import statistics
 import sys
 import time
 import uuid
@@ -42,6 +41,15 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run(coro: Any) -> Any:
+    """Run a process's main coroutine on uvloop (as ``kfaas broker`` does) when it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 # -- subscriber process ----------------------------------------------------------------------------------
@@ -84,7 +92,7 @@ def subscribers_main(ports: list[int], conn: Any) -> None:
             s.cancel()
         await asyncio.gather(*servers, return_exceptions=True)
 
-    asyncio.run(main())
+    run(main())
 
 
 # -- broker process --------------------------------------------------------------------------------------
@@ -107,7 +115,7 @@ def broker_main(amqp_url: str, namespace: str, port: int, sub_ports: list[int], 
         await broker.start()
         await serve_ingress(broker, "127.0.0.1", port)
 
-    asyncio.run(main())
+    run(main())
 
 
 # -- raw aio-pika consumer process -----------------------------------------------------------------------
@@ -140,7 +148,7 @@ def raw_consumer_main(amqp_url: str, queue_name: str, conn: Any, ready: Any) -> 
                 break
         await connection.close()
 
-    asyncio.run(main())
+    run(main())
 
 
 # -- HTTP load generator: keep-alive HTTP/1.1 over a pool of raw connections ---------------------------
@@ -175,6 +183,7 @@ class Pool:
                 if length:
                     await reader.readexactly(length)
                 self.statuses[status] = self.statuses.get(status, 0) + 1
+                self.jobs.task_done()
         finally:
             writer.close()
 
@@ -195,8 +204,7 @@ async def offered(pool: Pool, rate: float, seconds: float, start_n: int = 0) -> 
         if delay > 0:
             await asyncio.sleep(delay)
         pool.jobs.put_nowait((start_n + i, due))
-    while not pool.jobs.empty():
-        await asyncio.sleep(0.01)
+    await pool.jobs.join()
     return total
 
 
@@ -209,8 +217,7 @@ async def closed(pool: Pool, seconds: float, start_n: int) -> int:
             pool.jobs.put_nowait((start_n + n, time.monotonic_ns()))
             n += 1
         await asyncio.sleep(0.001)
-    while not pool.jobs.empty():
-        await asyncio.sleep(0.01)
+    await pool.jobs.join()
     return n
 
 
@@ -416,4 +423,4 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(asyncio.run(main()))
+    raise SystemExit(run(main()))

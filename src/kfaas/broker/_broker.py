@@ -208,12 +208,21 @@ class DevBroker:
         if exchange is None:
             raise KeyError(broker)
         headers, content_type, body = event_to_amqp(event)
+        await self.publish_amqp(broker, headers, content_type, body)
+
+    async def publish_amqp(
+        self, broker: str, headers: dict[str, Any], content_type: str | None, body: bytes
+    ) -> None:
+        """Send an event already in binary content mode (``ce-`` headers, content type, data)."""
+        exchange = self._exchanges.get(broker)
+        if exchange is None:
+            raise KeyError(broker)
         message = aio_pika.Message(
             body,
             headers=headers,
             content_type=content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=str(event["id"]),
+            message_id=str(headers.get(PREFIX + "id", "")),
         )
         await self._confirmed(exchange.publish(message, routing_key=""))
 
@@ -385,13 +394,18 @@ class Ingress:
             await _json(send, 405, {"error": "POST CloudEvents to a broker"}, allow="POST")
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        body = await _body(receive)
         try:
-            events = parse_events(headers, await _body(receive))
+            events = parse_events(headers, body)
         except InvalidEvent as exc:
             await _json(send, 400, {"error": str(exc)})
             return
         try:
-            if len(events) == 1:
+            if "ce-specversion" in headers:
+                # binary mode, validated by the SDK above: forward the request's own attributes and bytes
+                attributes = {k: v for k, v in headers.items() if k.startswith(PREFIX)}
+                await self.broker.publish_amqp(name, attributes, headers.get("content-type"), body)
+            elif len(events) == 1:
                 await self.broker.publish(name, events[0])
             else:
                 await asyncio.gather(*(self.broker.publish(name, e) for e in events))

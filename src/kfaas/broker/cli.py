@@ -58,7 +58,11 @@ def run(args: argparse.Namespace) -> int:
     except SpecError as exc:
         sys.stderr.write(f"kfaas broker: {exc}\n")
         return 2
-    return asyncio.run(_serve(app, args))
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional (not on Windows)
+        return asyncio.run(_serve(app, args))
+    return uvloop.run(_serve(app, args))
 
 
 async def _serve(app: object, args: argparse.Namespace) -> int:
