@@ -1,33 +1,15 @@
-"""System tests: ``kfaas dev`` as a subprocess against the real RabbitMQ and MongoDB-wire server.
-
-Every test gets its own copy of ``functions/`` in which the orders queue is renamed (``orders-<run>``), its
-own broker namespace (every exchange and trigger queue name carries it), its own database and its own SMTP
-sink, so runs never see each other's events, and everything is deleted afterwards. Every wait is bounded
-and a failure message ends with the tail of kfaas dev's output.
-"""
+"""Fixtures of the system tests (``kfaas dev`` against real services); the helpers are in kfaas_system.py."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import threading
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from kfaas_system import DevRun, delete_rabbitmq_names
 
-from kfaas.dev.smtp import MailSink, free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from kfaas.dev.smtp import MailSink
 
 _PYMONGO_MONITOR_LEAK = pytest.mark.filterwarnings(
     "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
@@ -40,178 +22,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if item.path.parent == here:
             item.add_marker(pytest.mark.system)
             item.add_marker(_PYMONGO_MONITOR_LEAK)  # see tests/functions/conftest.py
-
-
-def _edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    data = yaml.safe_load(path.read_text())
-    change(data)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-
-
-def fast_delivery(retry: int, delay: str = "PT0.2S") -> dict[str, Any]:
-    return {"retry": retry, "backoffPolicy": "exponential", "backoffDelay": delay, "timeout": "PT5S"}
-
-
-class DevRun:
-    """One ``kfaas dev`` process on a private copy of the app; its output is kept for waits and messages."""
-
-    def __init__(self, tmp: Path, mongodb_url: str, amqp_url: str, sink: MailSink) -> None:
-        self.run_id = uuid.uuid4().hex[:10]
-        self.functions = tmp / "functions"
-        self.namespace = f"st-{self.run_id}"
-        self.queue = f"orders-{self.run_id}"
-        self.database = f"kfaas_st_{self.run_id}"
-        self.mongodb_url = mongodb_url
-        self.amqp_url = amqp_url
-        self.sink = sink
-        self.port = free_port()
-        self.broker_port = free_port()
-        self.lines: list[str] = []
-        self._lock = threading.Lock()
-        self.process: subprocess.Popen[bytes] | None = None
-        self._reader: threading.Thread | None = None
-        shutil.copytree(
-            ROOT / "functions", self.functions, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-        )
-        _edit(self.functions / "process-order" / "function.yaml", self._rename_queue)
-        _edit(
-            self.functions / "place-order" / "function.yaml",
-            lambda d: d.setdefault("env", {}).update(ORDERS_QUEUE=self.queue),
-        )
-
-    def _rename_queue(self, spec: dict[str, Any]) -> None:
-        for source in spec.get("sources", []):
-            if source.get("kind") == "queue":
-                source["queue"] = self.queue
-
-    def edit(self, function: str, change: Callable[[dict[str, Any]], None]) -> None:
-        """Change a function's description in this run's copy (before :meth:`start`)."""
-        _edit(self.functions / function / "function.yaml", change)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def env(self) -> dict[str, str]:
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "MONGODB_", "AMQP_", "KFAAS_"))
-        }
-        env.update(
-            MONGODB_URL=self.mongodb_url,
-            MONGODB_DATABASE=self.database,
-            AMQP_URL=self.amqp_url,
-            SMTP_HOST=self.sink.host,
-            SMTP_PORT=str(self.sink.port),
-            KFAAS_NAMESPACE=self.namespace,
-            PYTHONUNBUFFERED="1",
-        )
-        return env
-
-    async def start(self, *extra: str, timeout: float = 60.0) -> None:
-        argv = [sys.executable, "-m", "kfaas", "dev", "--functions", str(self.functions)]
-        argv += ["--port", str(self.port), "--broker-port", str(self.broker_port), *extra]
-        self.process = subprocess.Popen(  # noqa: ASYNC220 - a long-lived child whose output a thread reads
-            argv, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.functions.parent
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        await self.wait_for_line("kfaas dev: ready", timeout)
-
-    def _read(self) -> None:
-        assert self.process is not None
-        assert self.process.stdout is not None
-        for raw in self.process.stdout:
-            with self._lock:
-                self.lines.append(raw.decode(errors="replace").rstrip())
-
-    def output(self, last: int = 60) -> str:
-        with self._lock:
-            return "\n".join(self.lines[-last:])
-
-    def count(self, *needles: str) -> int:
-        with self._lock:
-            return sum(1 for line in self.lines if all(n in line for n in needles))
-
-    async def wait_for_line(self, needle: str, timeout: float, count: int = 1) -> None:
-        await self.wait_until(
-            lambda: self.count(needle) >= count, timeout, f"{count} line(s) with {needle!r}"
-        )
-
-    async def wait_until(self, check: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            if self.process is not None and self.process.poll() is not None:
-                pytest.fail(
-                    f"kfaas dev exited ({self.process.returncode}) waiting for {what}:\n{self.output()}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(f"no {what} within {timeout:g}s; kfaas dev said:\n{self.output()}")
-            await asyncio.sleep(0.1)
-
-    async def eventually(self, probe: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
-        """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            result = await probe()
-            if result:
-                return result
-            if self.process is not None and self.process.poll() is not None:
-                pytest.fail(
-                    f"kfaas dev exited ({self.process.returncode}) waiting for {what}:\n{self.output()}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"{what}: not within {timeout:g}s (last: {result!r}); kfaas dev said:\n{self.output()}"
-                )
-            await asyncio.sleep(0.2)
-
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.process is None:
-            return 0
-        try:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGINT)
-                try:
-                    self.process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
-                    pytest.fail(f"kfaas dev did not stop within {timeout:g}s after SIGINT:\n{self.output()}")
-            return self.process.returncode
-        finally:
-            if self._reader is not None:
-                self._reader.join(10)
-            if self.process.stdout is not None:
-                self.process.stdout.close()
-
-    def dlq(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "kfaas", "dlq", "--functions", str(self.functions), *args],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-
-async def _delete_rabbitmq_names(amqp_url: str, run: DevRun) -> None:
-    import aio_pika
-
-    from kfaas.broker import triggers_of
-    from kfaas.broker._names import broker_exchange
-    from kfaas.spec import load_app
-
-    app = load_app(run.functions)
-    connection = await aio_pika.connect(amqp_url, timeout=10)
-    async with connection:
-        channel = await connection.channel()
-        for ref in triggers_of(app, run.namespace):
-            for queue in (ref.queue, ref.dead_letter_queue):
-                await channel.queue_delete(queue)
-        for broker in app.brokers:
-            await channel.exchange_delete(broker_exchange(run.namespace, broker))
-        await channel.queue_delete(run.queue)
 
 
 @pytest.fixture
@@ -238,7 +48,7 @@ async def dev(tmp_path: Path, mongodb_url: str, amqp_url: str, mail_sink: MailSi
         finally:
             await client.close()
         try:
-            await _delete_rabbitmq_names(amqp_url, run)
+            await delete_rabbitmq_names(amqp_url, run)
         except Exception as exc:  # cleanup must not hide the test's own result
             print(f"cleanup of RabbitMQ names failed: {exc!r}")
         assert code == 0, f"kfaas dev exited {code} on SIGINT:\n{run.output()}"
@@ -253,16 +63,3 @@ async def db(dev: DevRun, mongodb_url: str) -> AsyncIterator[Any]:
         yield client[dev.database]
     finally:
         await client.close()
-
-
-def placed_event(order: dict[str, Any]) -> bytes:
-    return json.dumps(
-        {
-            "specversion": "1.0",
-            "type": "com.kfaas.order.placed",
-            "source": "/tests/system",
-            "id": f"order-placed-{order['id']}",
-            "datacontenttype": "application/json",
-            "data": order,
-        }
-    ).encode()

@@ -14,7 +14,7 @@ import aio_pika
 import aiormq
 import httpx
 import pytest
-from conftest import DevRun, fast_delivery, placed_event
+from kfaas_system import DevRun, fast_delivery, placed_event
 
 from kfaas.dev.smtp import MailSink
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import load_function, make_event
+from order_functions import load_function, make_event
 
 import kfaas
 from kfaas.dev.smtp import MailSink

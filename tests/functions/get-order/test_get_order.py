@@ -5,7 +5,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import load_function
+from order_functions import load_function
 
 from kfaas import Context, Settings
 

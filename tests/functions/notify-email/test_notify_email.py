@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 from bson import ObjectId
-from conftest import load_function, make_event
+from order_functions import load_function, make_event
 
 import kfaas
 from kfaas.dev.smtp import MailSink

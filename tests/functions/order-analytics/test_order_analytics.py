@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import load_function, make_event
+from order_functions import load_function, make_event
 
 import kfaas
 

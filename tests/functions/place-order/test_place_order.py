@@ -8,7 +8,7 @@ from typing import Any
 import aio_pika
 import httpx
 import pytest
-from conftest import load_function, valid_order
+from order_functions import load_function, valid_order
 
 from kfaas import Context, Settings
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import load_function, make_event, valid_order
+from order_functions import load_function, make_event, valid_order
 
 import kfaas
 
