@@ -14,7 +14,10 @@ Runtimes, all serving the same function (bench/hello/):
     fixed-duration run. Any non-2xx/3xx answer or a non-2xx to the pre-check invalidates the number.
 Then the import-time profile of ``kfaas serve`` startup (``python -X importtime``).
 
-Usage: .venv/bin/python bench/runtime.py [--quick] [--only kfaas,ff-asgi,...] [--out FILE]
+Other processes' CPU use is sampled before and during every round and pass; ``--quiet 0.1`` waits for a quiet
+machine and redoes a measurement others disturbed. Per-request server CPU is reported beside req/s.
+
+Usage: .venv/bin/python bench/runtime.py [--quick] [--quiet 0.1] [--hello sync|async] [--only kfaas,...]
 """
 
 from __future__ import annotations
@@ -653,9 +656,13 @@ def main() -> int:
     )
 
     start_load = load()
-    print(f"load at start: {start_load['uptime']}  (cores: {os.cpu_count()})")
-    if start_load["loadavg"][0] > 0.5 * (os.cpu_count() or 1):
-        print("WARNING: the machine is busy; these numbers are not final (run again when the load is low)")
+    start_load["cpu_busy_1s"] = cpu_busy(1.0)  # the load average also remembers the last minute's runs
+    print(
+        f"load at start: {start_load['uptime']}  (cores: {os.cpu_count()}; "
+        f"CPU busy now: {start_load['cpu_busy_1s']:.0%})"
+    )
+    if start_load["cpu_busy_1s"] > 0.25:
+        print("WARNING: the machine is busy; these numbers are not final (run again when it is quiet)")
     info = versions()
     print(f"python {info['python']}, {info['wrk']}")
     print(f"main venv: {info['main_venv']}\nfunc-python venv: {info['func_python_venv']}")
