@@ -371,3 +371,12 @@ def require_tool() -> Callable[[str], str]:
         pytest.skip(message)
 
     return find
+
+
+@pytest.fixture
+def mail_sink() -> Any:
+    """An SMTP sink on 127.0.0.1 (aiosmtpd) whose messages the test reads: the stand-in for SES."""
+    from kfaas.dev.smtp import MailSink
+
+    with MailSink() as sink:
+        yield sink

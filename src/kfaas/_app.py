@@ -226,13 +226,15 @@ class FunctionApp:
             except (ServiceUnavailable, InProgress) as exc:
                 log.warning("retryable failure: %s", exc, extra={"ce_id": event["id"]})
                 return _json_body(503, {"error": str(exc), "id": event["id"]})
-            except Exception:
+            except Exception as exc:
                 log.exception(
                     "handler %s raised",
                     self.target.name,
                     extra={"ce_id": event["id"], "ce_type": event["type"]},
                 )
-                return _json_body(500, {"error": "the function failed; see its log", "id": event["id"]})
+                # the exception's type helps whoever reads a dead letter; its message and trace stay in the log
+                error = f"the function failed ({type(exc).__name__}); see its log"
+                return _json_body(500, {"error": error, "id": event["id"]})
         if reply is None or len(events) != 1:
             return 204, [], b""
         return self._reply(reply)

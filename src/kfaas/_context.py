@@ -63,6 +63,7 @@ class Context:
         self._channel: AbstractChannel | None = None
         self._amqp_lock = asyncio.Lock()
         self._http: Any = None
+        self._ttl_ready = False
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -231,6 +232,7 @@ class Context:
         from pymongo.errors import DuplicateKeyError
 
         coll = self.db[IDEMPOTENCY_COLLECTION]
+        await self._ensure_ttl(coll)
         now = datetime.now(UTC)
         try:
             await coll.insert_one(
@@ -253,9 +255,18 @@ class Context:
             raise
         await coll.update_one({"_id": key}, {"$set": {"state": "done", "done_at": datetime.now(UTC)}})
 
-    async def ensure_indexes(self) -> None:
-        """The TTL index behind :meth:`once` (idempotent; call from a function's start-up)."""
-        await self.db[IDEMPOTENCY_COLLECTION].create_index("expires_at", expireAfterSeconds=0)
+    async def _ensure_ttl(self, coll: Any) -> None:
+        """The TTL index behind :meth:`once`, made on first use. FerretDB 1.x has no TTL indexes: there the
+        claims stay until deleted, which is correct, only not compact (logged once)."""
+        if self._ttl_ready:
+            return
+        from pymongo.errors import OperationFailure
+
+        try:
+            await coll.create_index("expires_at", expireAfterSeconds=0, name="expires_at_ttl")
+        except OperationFailure as exc:
+            self.log.warning("no TTL index on %s (claims will not expire): %s", IDEMPOTENCY_COLLECTION, exc)
+        self._ttl_ready = True
 
 
 def monotonic_ms(start: float) -> float:

@@ -56,9 +56,10 @@ def http_handler(target: Target, ctx: Context) -> ASGIApp:
         except ServiceUnavailable as exc:
             log.warning("service unavailable: %s", exc)
             response = JSONResponse({"error": str(exc)}, status_code=503)
-        except Exception:
+        except Exception as exc:
             log.exception("http function %s raised", target.name)
-            response = JSONResponse({"error": "the function failed; see its log"}, status_code=500)
+            error = f"the function failed ({type(exc).__name__}); see its log"
+            response = JSONResponse({"error": error}, status_code=500)
         await response(scope, receive, send)
 
     return app

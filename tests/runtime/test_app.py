@@ -172,7 +172,7 @@ async def test_handler_exception_is_500_json_without_the_trace(
         async with serve("cloudevents", "explode") as (client, _, _app):
             response = await client.post("/", headers=BINARY, content=b"{}")
     assert response.status_code == 500
-    assert response.json() == {"error": "the function failed; see its log", "id": "e-1"}
+    assert response.json() == {"error": "the function failed (RuntimeError); see its log", "id": "e-1"}
     assert "secret internal detail" not in response.text
     assert any("secret internal detail" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
 

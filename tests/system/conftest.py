@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -11,23 +11,12 @@ from kfaas_system import DevRun, delete_rabbitmq_names
 
 from kfaas.dev.smtp import MailSink
 
-_PYMONGO_MONITOR_LEAK = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
-)
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
         if item.path.parent == here:
             item.add_marker(pytest.mark.system)
-            item.add_marker(_PYMONGO_MONITOR_LEAK)  # see tests/functions/conftest.py
-
-
-@pytest.fixture
-def mail_sink() -> Iterator[MailSink]:
-    with MailSink() as sink:
-        yield sink
 
 
 @pytest.fixture
