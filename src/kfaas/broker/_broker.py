@@ -228,6 +228,8 @@ class DevBroker:
 
     async def _confirmed(self, publish: Awaitable[Any]) -> None:
         if not self.ready:
+            if asyncio.iscoroutine(publish):
+                publish.close()
             raise BrokerUnavailable("not connected to RabbitMQ")
         try:
             await asyncio.wait_for(publish, self.publish_timeout)

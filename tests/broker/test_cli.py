@@ -1,0 +1,84 @@
+"""``kfaas broker`` as compose runs it, and the ingress when RabbitMQ is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+import aio_pika
+import httpx
+import pytest
+from brokertest import Harness, fn, free_port
+
+pytestmark = pytest.mark.integration
+
+BINARY = {"ce-specversion": "1.0", "ce-id": "c1", "ce-source": "/t", "ce-type": "com.example.cli"}
+
+
+async def test_ingress_answers_503_when_rabbitmq_is_gone(harness: Harness) -> None:
+    await harness.subscriber("sink")
+    broker = await harness.broker(fn("sink", {"name": "t"}))
+    base = await harness.serve(broker)
+    async with httpx.AsyncClient(base_url=base) as client:
+        assert (await client.post("/default", headers=BINARY)).status_code == 202
+        await broker.connection.close()
+        r = await client.post("/default", headers=BINARY)
+        assert r.status_code == 503
+        assert "RabbitMQ" in r.json()["error"]
+        assert (await client.get("/health/readiness")).status_code == 503
+        assert (await client.get("/health/liveness")).status_code == 200
+
+
+async def test_kfaas_broker_command_serves_the_descriptions(harness: Harness, tmp_path: Path) -> None:
+    sub = await harness.subscriber("sink")
+    folder = tmp_path / "functions" / "sink"
+    folder.mkdir(parents=True)
+    (folder / "function.yaml").write_text("kind: cloudevent\ntriggers:\n  - name: cli\n")
+    (folder / "main.py").write_text("def handle(event):\n    return None\n")
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "kfaas",
+        "broker",
+        "--functions",
+        str(tmp_path / "functions"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--amqp-url",
+        harness.amqp_url,
+        "--namespace",
+        harness.namespace,
+        "--url-template",
+        f"http://127.0.0.1:{sub.port}/{{name}}",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(200):
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/health/readiness")).status_code == 200:
+                        break
+                await asyncio.sleep(0.05)
+            r = await client.post("/default", headers=BINARY, content=b"")
+            assert r.status_code == 202
+        (got,) = await sub.wait_for(1)
+        assert got["id"] == "c1"
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        connection = await aio_pika.connect(harness.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            for queue in (f"t.{harness.namespace}.sink-cli", f"t.{harness.namespace}.sink-cli.dlq"):
+                await channel.queue_delete(queue)
+            await channel.exchange_delete(f"b.{harness.namespace}.default")
