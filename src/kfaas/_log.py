@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 import traceback
+from json.encoder import encode_basestring_ascii as _quote  # C-accelerated JSON string
 from typing import Any, TextIO
 
 __all__ = ["JsonFormatter", "RequestLog", "configure_logging"]
@@ -47,27 +48,33 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 class RequestLog:
-    """Writes the per-request line to stdout: method, path, status, duration and the CloudEvent's identity."""
+    """Writes the per-request line to stdout: method, path, status, duration and the CloudEvent's identity.
 
-    __slots__ = ("_function", "_stream")
+    It is on every request's path, so the line is assembled from pieces rather than through ``json.dumps``
+    of a dict (a third of the cost), with the timestamp's seconds formatted once per second.
+    """
+
+    __slots__ = ("_function", "_second", "_stamp", "_stream")
 
     def __init__(self, function: str, stream: TextIO | None = None) -> None:
-        self._function = function
+        self._function = _quote(function)
         self._stream = stream or sys.stdout
+        self._second = -1
+        self._stamp = ""
 
     def write(self, method: str, path: str, status: int, started: float, **event: str | None) -> None:
         now = time.time()
-        entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z",
-            "level": "info",
-            "msg": "request",
-            "function": self._function,
-            "method": method,
-            "path": path,
-            "status": status,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-        }
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        parts = [
+            f'{{"time": "{self._stamp}.{int((now - second) * 1000):03d}Z", "level": "info", "msg": "request", '
+            f'"function": {self._function}, "method": {_quote(method)}, "path": {_quote(path)}, '
+            f'"status": {int(status)}, "duration_ms": {(time.perf_counter() - started) * 1000:.3f}'
+        ]
         for key, value in event.items():
             if value:
-                entry[key] = value
-        self._stream.write(json.dumps(entry) + "\n")
+                parts.append(f', "{key}": {_quote(value)}')
+        parts.append("}\n")
+        self._stream.write("".join(parts))
