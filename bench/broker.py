@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import multiprocessing as mp
 import os
+import signal
 import socket
 import sys
 import time
@@ -164,16 +165,20 @@ class Pool:
         self.workers = [asyncio.create_task(self._worker()) for _ in range(self.size)]
 
     async def _worker(self) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        try:
-            while (job := await self.jobs.get()) is not None:
-                n, sent = job
-                body = b'{"n": %d}' % n
-                writer.write(
-                    b"POST /default HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
-                    b"ce-specversion: 1.0\r\nce-id: %d\r\nce-source: /bench\r\nce-type: bench.event\r\n"
-                    b"ce-benchsent: %d\r\ncontent-length: %d\r\n\r\n%s" % (n, sent, len(body), body)
-                )
+        conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        while (job := await self.jobs.get()) is not None:
+            n, sent = job
+            body = b'{"n": %d}' % n
+            request = (
+                b"POST /default HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+                b"ce-specversion: 1.0\r\nce-id: %d\r\nce-source: /bench\r\nce-type: bench.event\r\n"
+                b"ce-benchsent: %d\r\ncontent-length: %d\r\n\r\n%s" % (n, sent, len(body), body)
+            )
+            try:
+                if conn is None:
+                    conn = await asyncio.open_connection("127.0.0.1", self.port)
+                reader, writer = conn
+                writer.write(request)
                 head = await reader.readuntil(b"\r\n\r\n")
                 status = int(head[9:12])
                 length = 0
@@ -182,10 +187,15 @@ class Pool:
                         length = int(line.split(b":")[1])
                 if length:
                     await reader.readexactly(length)
-                self.statuses[status] = self.statuses.get(status, 0) + 1
-                self.jobs.task_done()
-        finally:
-            writer.close()
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                status = 0  # connection lost: counted, and the next job opens a new connection
+                if conn is not None:
+                    conn[1].close()
+                conn = None
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            self.jobs.task_done()
+        if conn is not None:
+            conn[1].close()
 
     async def close(self) -> None:
         for _ in self.workers:
@@ -266,6 +276,7 @@ async def bench_broker(args: argparse.Namespace, amqp_url: str, namespace: str) 
         await offered(pool, 200, 1.0, start_n=10_000_000)
         await wait_count(parent, 200, 10)
         ask(parent, "stats")
+        pool.statuses.clear()
 
         sent = await offered(pool, args.rate, args.seconds)
         got, _ = await wait_count(parent, pool.statuses.get(202, 0), 30)
@@ -390,6 +401,8 @@ async def main() -> int:
         return 2
     tag = uuid.uuid4().hex[:8]
     namespace = f"bench-{tag}"
+    # a SIGTERM (e.g. from `timeout`) unwinds through the finally blocks: children stopped, queues deleted
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(f"load before: {os.getloadavg()[0]:.2f} (1-min avg), cores: {os.cpu_count()}")
     try:
         broker = await bench_broker(args, amqp_url, namespace)
