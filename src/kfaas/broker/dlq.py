@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import base64
 import json
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -98,7 +99,7 @@ async def _drain(channel: aio_pika.abc.AbstractChannel, queue_name: str) -> list
 
 async def peek(amqp_url: str, ref: TriggerRef) -> list[DeadLetter]:
     """The dead letters of a trigger, left in place."""
-    connection = await aio_pika.connect_robust(amqp_url)
+    connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
         messages = await _drain(channel, ref.dead_letter_queue)
@@ -110,7 +111,7 @@ async def redrive(amqp_url: str, ref: TriggerRef, ids: set[str] | None) -> tuple
 
     Returns how many were sent and which of the requested ids were not found.
     """
-    connection = await aio_pika.connect_robust(amqp_url)
+    connection = await aio_pika.connect(amqp_url)
     sent = 0
     found: set[str] = set()
     async with connection:
@@ -168,6 +169,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from kfaas.spec import SpecError, load_app
 
+    logging.getLogger("aiormq").setLevel(logging.CRITICAL)  # the error below says it once, plainly
     if not args.amqp_url:
         sys.stderr.write("kfaas dlq: no RabbitMQ URL: set AMQP_URL or pass --amqp-url\n")
         return 2
