@@ -16,9 +16,7 @@ from kfaas.broker import DevBroker, ManualClock
 from kfaas.broker._sources import PING_TYPE, QUEUE_TYPE, PingSourceRunner
 from kfaas.spec import AppSpec, PingSource
 
-pytestmark = pytest.mark.integration
-
-
+@pytest.mark.integration
 async def test_queue_source_turns_messages_into_events(harness: Harness) -> None:
     queue = f"orders-{uuid.uuid4().hex[:8]}"
     sink = await harness.subscriber("sink")
@@ -84,6 +82,7 @@ async def test_queue_source_turns_messages_into_events(harness: Harness) -> None
             await (await cleanup.channel()).queue_delete(queue)
 
 
+@pytest.mark.integration
 async def test_ping_source_fires_on_the_injected_clock(harness: Harness) -> None:
     clock = ManualClock(datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC))
     sink = await harness.subscriber("reporter")
