@@ -16,6 +16,7 @@ from kfaas.broker import DevBroker, ManualClock
 from kfaas.broker._sources import PING_TYPE, QUEUE_TYPE, PingSourceRunner
 from kfaas.spec import AppSpec, PingSource
 
+
 @pytest.mark.integration
 async def test_queue_source_turns_messages_into_events(harness: Harness) -> None:
     queue = f"orders-{uuid.uuid4().hex[:8]}"
