@@ -12,6 +12,7 @@ import aio_pika
 import httpx
 import pytest
 from brokertest import Harness, fn, free_port
+from cloudevents.http import CloudEvent
 
 pytestmark = pytest.mark.integration
 
@@ -82,3 +83,31 @@ async def test_kfaas_broker_command_serves_the_descriptions(harness: Harness, tm
             for queue in (f"t.{harness.namespace}.sink-cli", f"t.{harness.namespace}.sink-cli.dlq"):
                 await channel.queue_delete(queue)
             await channel.exchange_delete(f"b.{harness.namespace}.default")
+
+
+async def test_broker_recovers_when_rabbitmq_closes_its_connection(harness: Harness) -> None:
+    """A server-side close (as on a RabbitMQ restart) of only this broker's connection: it reconnects."""
+    import shutil
+
+    rabbitmqctl = shutil.which("rabbitmqctl")
+    if rabbitmqctl is None or "127.0.0.1" not in harness.amqp_url:
+        pytest.skip("needs rabbitmqctl for the local RabbitMQ")
+    sub = await harness.subscriber("sink")
+    broker = await harness.broker(fn("sink", {"name": "t"}))
+    listing = await asyncio.create_subprocess_exec(
+        rabbitmqctl, "list_connections", "-q", "pid", "client_properties", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await listing.communicate()
+    name = f"kfaas-broker-{harness.namespace}"
+    pids = [line.split("\t")[0] for line in out.decode().splitlines() if name in line]
+    assert len(pids) == 1, out
+    closing = await asyncio.create_subprocess_exec(rabbitmqctl, "close_connection", pids[0], "test")
+    assert await closing.wait() == 0
+    for _ in range(200):  # the robust connection is back within its reconnect interval (5 s)
+        if broker.ready:
+            with contextlib.suppress(Exception):
+                await broker.publish("default", CloudEvent({"type": "x", "source": "/t", "id": "after"}))
+                break
+        await asyncio.sleep(0.05)
+    (got,) = await sub.wait_for(1, timeout=15)
+    assert got["id"] == "after"

@@ -193,7 +193,14 @@ class DevBroker:
 
     @property
     def ready(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed and not self._stopping
+        """Connected to RabbitMQ right now (false while the robust connection is reconnecting)."""
+        connection = self._connection
+        return (
+            connection is not None
+            and not connection.is_closed
+            and connection.connected.is_set()
+            and not self._stopping
+        )
 
     @property
     def connection(self) -> AbstractRobustConnection:
