@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, cast
 
 from kfaas._context import AlreadyDone, Context, InProgress, InvalidEvent, ServiceUnavailable
+from kfaas._events import parse_events
 from kfaas._log import RequestLog
 from kfaas._registry import Target
 
@@ -27,10 +28,6 @@ Send = Callable[[Message], Awaitable[None]]
 log = logging.getLogger("kfaas.serve")
 
 _JSON = [(b"content-type", b"application/json")]
-_BATCH = "application/cloudevents-batch+json"
-_STRUCTURED = "application/cloudevents"
-_REQUIRED = ("id", "source", "specversion", "type")
-_SPECVERSIONS = ("1.0", "0.3")
 MAX_BODY = 10 * 1024 * 1024  # Knative's default ingress limit is larger; 10 MiB keeps a pod's memory safe
 
 
@@ -62,61 +59,6 @@ async def _read_body(receive: Receive) -> bytes:
 
 def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-
-
-def _check_attributes(attrs: Any, where: str) -> None:
-    if not isinstance(attrs, dict):
-        raise InvalidEvent(f"{where}: expected a JSON object, got {type(attrs).__name__}")
-    missing = [name for name in _REQUIRED if not attrs.get(name)]
-    if missing:
-        raise InvalidEvent(f"{where}: missing required attribute(s): {', '.join(missing)}")
-    if attrs["specversion"] not in _SPECVERSIONS:
-        raise InvalidEvent(
-            f"{where}: unknown specversion {attrs['specversion']!r} (supported: {', '.join(_SPECVERSIONS)})"
-        )
-
-
-def parse_events(headers: dict[str, str], body: bytes) -> list[Any]:
-    """CloudEvents from an HTTP request in binary, structured or batch mode, through the cloudevents SDK.
-
-    The SDK fills in a random ``id`` when one is missing, so required attributes are checked first: a
-    request without them is refused rather than given an identity it never had.
-    """
-    from cloudevents.exceptions import GenericException
-    from cloudevents.http import from_http
-
-    content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    try:
-        if content_type == _BATCH:
-            try:
-                items = json.loads(body)
-            except ValueError as exc:
-                raise InvalidEvent(f"batch body is not valid JSON: {exc}") from None
-            if not isinstance(items, list):
-                raise InvalidEvent("batch body must be a JSON array of structured CloudEvents")
-            events = []
-            for i, item in enumerate(items):
-                _check_attributes(item, f"batch[{i}]")
-                events.append(
-                    from_http({"content-type": "application/cloudevents+json"}, json.dumps(item).encode())
-                )
-            return events
-        if content_type.startswith(_STRUCTURED):
-            try:
-                raw = json.loads(body)
-            except ValueError as exc:
-                raise InvalidEvent(f"structured CloudEvent is not valid JSON: {exc}") from None
-            _check_attributes(raw, "structured CloudEvent")
-            return [from_http(headers, body)]
-        if "ce-specversion" not in headers:
-            raise InvalidEvent(
-                f"not a CloudEvent: no ce-specversion header and content type {content_type or '(none)'!r} "
-                "is neither application/cloudevents+json nor application/cloudevents-batch+json"
-            )
-        _check_attributes({k: headers.get(f"ce-{k}") for k in _REQUIRED}, "binary CloudEvent headers (ce-*)")
-        return [from_http(headers, body)]
-    except GenericException as exc:
-        raise InvalidEvent(f"invalid CloudEvent: {exc}") from None
 
 
 class FunctionApp:

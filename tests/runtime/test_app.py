@@ -112,8 +112,8 @@ async def test_batch_delivers_every_event_in_order(serve: Any) -> None:
 @pytest.mark.parametrize(
     ("headers", "body", "problem"),
     [
-        ({k: v for k, v in BINARY.items() if k != "ce-id"}, b"{}", "missing required attribute(s): id"),
-        ({k: v for k, v in BINARY.items() if k not in ("ce-type", "ce-source")}, b"{}", "source, type"),
+        ({k: v for k, v in BINARY.items() if k != "ce-id"}, b"{}", "missing required header(s): ce-id"),
+        ({k: v for k, v in BINARY.items() if k not in ("ce-type", "ce-source")}, b"{}", "ce-source, ce-type"),
         ({**BINARY, "ce-specversion": "9.9"}, b"{}", "unknown specversion '9.9'"),
         ({"content-type": "text/plain"}, b"hello", "no ce-specversion header and content type 'text/plain'"),
         (

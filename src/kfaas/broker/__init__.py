@@ -35,7 +35,9 @@ port)`` serves the ingress with granian in the running loop until cancelled.
 
 from __future__ import annotations
 
-from kfaas.broker._broker import BrokerUnavailable, DevBroker, InvalidEvent, parse_events
+from kfaas._context import InvalidEvent
+from kfaas._events import parse_events
+from kfaas.broker._broker import BrokerUnavailable, DevBroker
 from kfaas.broker._clock import Clock, ManualClock, SystemClock
 from kfaas.broker._names import TriggerRef, triggers_of
 from kfaas.broker._serve import serve_ingress

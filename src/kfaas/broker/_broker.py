@@ -18,9 +18,10 @@ from aio_pika.abc import (
     AbstractRobustConnection,
     ExchangeType,
 )
-from cloudevents.exceptions import GenericException
-from cloudevents.http import CloudEvent, from_http
+from cloudevents.http import CloudEvent
 
+from kfaas._context import InvalidEvent
+from kfaas._events import STRUCTURED, parse_events
 from kfaas.broker._clock import Clock, SystemClock
 from kfaas.broker._http import HttpClient, Response
 from kfaas.broker._names import (
@@ -48,50 +49,10 @@ QUORUM = {"x-queue-type": "quorum"}
 RETRYABLE_STATUS = frozenset({404, 409, 429})
 CODE_CONNECTION_ERROR = 502  # no answer at all: connection refused or reset
 CODE_TIMEOUT = 504  # no answer within the attempt's timeout
-BATCH = "application/cloudevents-batch+json"
-STRUCTURED = "application/cloudevents"
-
-
-class InvalidEvent(ValueError):
-    """A request that is not a valid CloudEvent (the ingress answers 400 with this message)."""
 
 
 class BrokerUnavailable(RuntimeError):
     """RabbitMQ did not confirm a publish in time (the ingress answers 503)."""
-
-
-def parse_events(headers: dict[str, str], body: bytes) -> list[CloudEvent]:
-    """The events of one HTTP request in binary, structured or batch mode, read by the cloudevents SDK.
-
-    The SDK fills in a missing ``id`` or ``specversion`` itself, so their presence is checked first.
-    """
-    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-    try:
-        if content_type == BATCH:
-            items = json.loads(body)
-            if not isinstance(items, list):
-                raise InvalidEvent("a batch must be a JSON array of structured events")
-            return [_structured(json.dumps(item).encode(), item) for item in items]
-        if "ce-specversion" in headers or not content_type.startswith(STRUCTURED):
-            missing = [a for a in ("specversion", "id", "source", "type") if not headers.get(PREFIX + a)]
-            if missing:
-                names = ", ".join(PREFIX + m for m in missing)
-                raise InvalidEvent(f"not a binary-mode CloudEvent: missing header(s) {names}")
-            return [from_http(headers, body)]
-        return [_structured(body, json.loads(body))]
-    except json.JSONDecodeError as exc:
-        raise InvalidEvent(f"body is not valid JSON: {exc.msg} at position {exc.pos}") from exc
-    except GenericException as exc:
-        raise InvalidEvent(str(exc)) from exc
-
-
-def _structured(raw: bytes, parsed: Any) -> CloudEvent:
-    if not isinstance(parsed, dict):
-        raise InvalidEvent("a structured CloudEvent must be a JSON object")
-    missing = [a for a in ("specversion", "id", "source", "type") if not parsed.get(a)]
-    if missing:
-        raise InvalidEvent(f"structured CloudEvent without required attribute(s): {', '.join(missing)}")
-    return from_http({"content-type": "application/cloudevents+json"}, raw)
 
 
 class DevBroker:
