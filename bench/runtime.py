@@ -810,7 +810,7 @@ def main() -> int:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=2) + "\n")
     print(
-        f"\nload at end: {report['machine']['load_at_end']['uptime']}\nresults: {out_path.relative_to(ROOT)}"
+        f"\nload at end: {report['machine']['load_at_end']['uptime']}\nresults: {out_path.relative_to(ROOT) if out_path.is_relative_to(ROOT) else out_path}"
     )
     return 0
 
