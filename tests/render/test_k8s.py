@@ -15,6 +15,7 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
+import toolfinder
 import yaml
 from _render_support import (
     CRD_SCHEMAS,
@@ -234,7 +235,7 @@ def test_one_mongodb_user_per_function(fixture_tree: Path) -> None:
 
 
 def test_mongodb_users_script_parses(tmp_path: Path) -> None:
-    node = shutil.which("node")
+    node = toolfinder.which("node")
     if node is None:
         missing("node (to syntax-check the mongosh script)")
     from kfaas.render import mongodb_users_script
