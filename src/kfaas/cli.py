@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "broker": ("kfaas.broker.cli", "run the dev broker (ingress, triggers, sources) on RabbitMQ"),
     "gateway": ("kfaas.gateway", "run the API gateway in front of the HTTP functions"),
     "dlq": ("kfaas.broker.dlq", "list, show and redrive a trigger's dead letters"),
+    "dead-letters": ("kfaas.deadletters", "the dead-letter sink on Knative: keeps dead letters in RabbitMQ"),
     "render": ("kfaas.render.cli", "render docker-compose.yml, k8s/ and the chart values"),
     "schema": ("kfaas._schema_cmd", "print the JSON schema of function.yaml"),
 }
