@@ -29,8 +29,9 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from kfaas import _cliopts
 
 if TYPE_CHECKING:
     import httpx
@@ -367,19 +368,10 @@ def resolver(urls: Mapping[str, str], template: str) -> Callable[[str], str]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     env = os.environ.get
-    parser.add_argument(
-        "--functions",
-        type=Path,
-        default=Path(env("KFAAS_FUNCTIONS", "functions")),
-        help="folder of the function descriptions (env KFAAS_FUNCTIONS; default ./functions)",
-    )
+    _cliopts.functions_folder(parser)
     parser.add_argument("--host", default=env("HOST", "0.0.0.0"), help="address to listen on (env HOST)")
     parser.add_argument("--port", type=int, default=int(env("PORT", "8080")), help="port (env PORT, 8080)")
-    parser.add_argument(
-        "--url-template",
-        default=env("KFAAS_FUNCTION_URL_TEMPLATE", "http://{name}:8080"),
-        help="URL of a function from its name (env KFAAS_FUNCTION_URL_TEMPLATE)",
-    )
+    _cliopts.url_template(parser)
     parser.add_argument(
         "--url", action="append", default=[], metavar="NAME=URL", help="URL of one function (repeatable)"
     )

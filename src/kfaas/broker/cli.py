@@ -13,7 +13,8 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
+
+from kfaas import _cliopts
 
 __all__ = ["configure", "run"]
 
@@ -22,12 +23,7 @@ log = logging.getLogger("kfaas.broker")
 
 def configure(parser: argparse.ArgumentParser) -> None:
     env = os.environ.get
-    parser.add_argument(
-        "--functions",
-        type=Path,
-        default=Path(env("KFAAS_FUNCTIONS", "functions")),
-        help="folder of the function descriptions (env KFAAS_FUNCTIONS; default ./functions)",
-    )
+    _cliopts.functions_folder(parser)
     parser.add_argument("--port", type=int, default=int(env("PORT", "8080")), help="ingress port (env PORT)")
     parser.add_argument("--host", default=env("HOST", "0.0.0.0"), help="ingress address (env HOST)")
     parser.add_argument("--amqp-url", default=env("AMQP_URL"), help="RabbitMQ URL (env AMQP_URL)")
@@ -36,17 +32,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=env("KFAAS_FUNCTION_URL_TEMPLATE", "http://{name}:8080/"),
         help="URL of a function from its name (env KFAAS_FUNCTION_URL_TEMPLATE)",
     )
-    parser.add_argument(
-        "--namespace",
-        default=env("KFAAS_NAMESPACE", "default"),
-        help="namespace part of the RabbitMQ names (env KFAAS_NAMESPACE)",
-    )
+    _cliopts.namespace(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from kfaas._log import configure_logging
     from kfaas.spec import SpecError, load_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))  # JSON lines, like every kfaas container
     if not args.amqp_url:
         sys.stderr.write("kfaas broker: no RabbitMQ URL: set AMQP_URL or pass --amqp-url\n")
         return 2

@@ -32,8 +32,9 @@ import signal
 import sys
 import time
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
+
+from kfaas import _cliopts
 
 __all__ = ["OffsetClock", "configure", "run"]
 
@@ -64,22 +65,13 @@ class OffsetClock:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     env = os.environ.get
-    parser.add_argument(
-        "--functions",
-        type=Path,
-        default=Path(env("KFAAS_FUNCTIONS", "functions")),
-        help="folder of the functions (env KFAAS_FUNCTIONS; default ./functions)",
-    )
+    _cliopts.functions_folder(parser)
     parser.add_argument("--port", type=int, default=int(env("PORT", "8080")), help="API gateway port (8080)")
     parser.add_argument("--host", default="127.0.0.1", help="address of the gateway and the broker ingress")
     parser.add_argument(
         "--broker-port", type=int, default=0, help="broker ingress port (default: gateway port + 1)"
     )
-    parser.add_argument(
-        "--namespace",
-        default=env("KFAAS_NAMESPACE", "default"),
-        help="namespace part of the broker's RabbitMQ names (env KFAAS_NAMESPACE; as kfaas dlq)",
-    )
+    _cliopts.namespace(parser)
     parser.add_argument(
         "--only", action="append", default=[], metavar="NAME", help="run only these functions (repeatable)"
     )
