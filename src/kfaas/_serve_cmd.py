@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.log_level)
     log = logging.getLogger("kfaas.serve")
+    if not settings.target:
+        settings = _from_description(settings)
 
     from kfaas._registry import LoadError, load_target
 
@@ -84,3 +86,21 @@ def run(args: argparse.Namespace) -> int:
         log.error("cannot serve on %s:%d: %s", settings.host, settings.port, exc)
         return 1
     return 0
+
+
+def _from_description(settings: Settings) -> Settings:
+    """Without FUNCTION_TARGET, take the target (and the signature type of a cloudevent function) from the
+    ``function.yaml`` beside the source, so an image built from a function folder needs no other setting."""
+    import dataclasses
+    from pathlib import Path
+
+    description = Path(settings.source).parent / "function.yaml"
+    if not description.is_file():
+        return settings
+    import yaml
+
+    raw = yaml.safe_load(description.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        return settings
+    signature = settings.signature_type or ("cloudevent" if raw.get("kind") == "cloudevent" else "")
+    return dataclasses.replace(settings, target=str(raw.get("target", "handle")), signature_type=signature)

@@ -209,3 +209,14 @@ def test_environment_variables_select_the_function() -> None:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=15)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("function", "expected"), [("get-user", "app (asgi)"), ("process-order", "handle (cloudevent)")]
+)
+def test_without_a_target_the_function_description_names_it(function: str, expected: str) -> None:
+    source = Path(__file__).resolve().parents[2] / "functions" / function / "main.py"
+    proc = kfaas("serve", "--dry-run", env={"FUNCTION_SOURCE": str(source), "FUNCTION_TARGET": ""})
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert f"would serve {expected}" in out
