@@ -6,6 +6,12 @@ to the queue when the command ends). Redrive publishes each chosen message to th
 (only that trigger sees it again) without the ``knativeerror*`` extensions, waits for RabbitMQ's confirm,
 and only then removes it from the dead-letter queue: an interrupted redrive can duplicate an event, never
 lose one.
+
+On Knative the triggers' queues belong to the broker implementation, but ``kfaas dead-letters`` (the
+dead-letter sink) keeps dead letters in the same ``.dlq`` queues, plus ``t.<namespace>.broker-<name>.dlq`` for
+a Broker's own sink. ``redrive --to-subscriber`` POSTs each one (binary mode, without the ``knativeerror*``
+extensions) to the subscriber named by its ``knativeerrordest``, so again only the trigger that failed sees
+it, and removes it only after a 2xx answer.
 """
 
 from __future__ import annotations
@@ -32,10 +38,15 @@ from kfaas.broker._names import (
     ERROR_EXTENSIONS,
     PREFIX,
     TriggerRef,
+    amqp_headers_to_http,
     triggers_of,
 )
+from kfaas.deadletters import BROKER_PREFIX, DeadLetterQueue
 
-__all__ = ["DeadLetter", "configure", "peek", "redrive", "run"]
+__all__ = ["DeadLetter", "configure", "peek", "redrive", "redrive_to_subscriber", "run"]
+
+Ref = TriggerRef | DeadLetterQueue  # a trigger's dead letters, or a Broker's (kfaas dead-letters)
+SUBSCRIBER_TIMEOUT = 30.0  # seconds one POST of --to-subscriber may take
 
 
 @dataclass(frozen=True)
@@ -97,7 +108,7 @@ async def _drain(channel: aio_pika.abc.AbstractChannel, queue_name: str) -> list
     return messages
 
 
-async def peek(amqp_url: str, ref: TriggerRef) -> list[DeadLetter]:
+async def peek(amqp_url: str, ref: Ref) -> list[DeadLetter]:
     """The dead letters of a trigger, left in place."""
     connection = await aio_pika.connect(amqp_url)
     async with connection:
@@ -138,6 +149,51 @@ async def redrive(amqp_url: str, ref: TriggerRef, ids: set[str] | None) -> tuple
     return sent, (ids or set()) - found
 
 
+async def redrive_to_subscriber(
+    amqp_url: str, ref: Ref, ids: set[str] | None, timeout: float = SUBSCRIBER_TIMEOUT
+) -> tuple[int, dict[str, str], set[str]]:
+    """POST dead letters (all, or those with the given ids) to their ``knativeerrordest`` subscriber.
+
+    A dead letter is removed only after a 2xx answer; the others stay in the queue. Returns how many were
+    delivered, the failures (event id -> why) and which of the requested ids were not found.
+    """
+    import httpx
+
+    connection = await aio_pika.connect(amqp_url)
+    sent = 0
+    found: set[str] = set()
+    failed: dict[str, str] = {}
+    async with connection, httpx.AsyncClient(timeout=timeout) as client:
+        reader = await connection.channel()
+        for message in await _drain(reader, ref.dead_letter_queue):
+            raw = message.headers or {}
+            event_id = _text(raw.get(PREFIX + "id", ""))
+            if ids is not None and event_id not in ids:
+                continue
+            found.add(event_id)
+            dest = _text(raw.get(PREFIX + ERROR_DEST, ""))
+            if not dest.startswith(("http://", "https://")):
+                failed[event_id] = f"no subscriber URL in {ERROR_DEST} ({dest!r})"
+                continue
+            kept = {k: v for k, v in raw.items() if k[len(PREFIX) :] not in ERROR_EXTENSIONS}
+            headers = amqp_headers_to_http(kept, message.content_type)
+            try:
+                response = await client.post(dest, headers=headers, content=bytes(message.body))
+            except httpx.HTTPError as exc:
+                failed[event_id] = f"{dest}: {exc!r}"
+                continue
+            if not 200 <= response.status_code < 300:
+                failed[event_id] = f"{dest} answered {response.status_code}: {response.text[:200]}"
+                continue
+            await message.ack()  # unacked messages (the failures) return to the queue with the channel
+            sent += 1
+    return sent, failed, (ids or set()) - found
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 # -- CLI ------------------------------------------------------------------------------------------------
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -160,10 +216,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     show.add_argument("trigger", help="<function>-<trigger>")
     show.add_argument("event_id", nargs="?", help="only this event")
     again = sub.add_parser("redrive", help="send dead letters back to the trigger's queue")
-    again.add_argument("trigger", help="<function>-<trigger>")
+    again.add_argument("trigger", help="<function>-<trigger> (or broker-<name> with --to-subscriber)")
     which = again.add_mutually_exclusive_group(required=True)
     which.add_argument("--id", action="append", dest="ids", metavar="ID", help="an event id (repeatable)")
     which.add_argument("--all", action="store_true", help="every dead letter of the trigger")
+    again.add_argument(
+        "--to-subscriber",
+        action="store_true",
+        help="POST each dead letter to the subscriber that failed (its knativeerrordest URL) instead of "
+        "the trigger's queue: the way back on Knative, where that queue is the broker's own",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -178,13 +240,18 @@ def run(args: argparse.Namespace) -> int:
     except SpecError as exc:
         sys.stderr.write(f"kfaas dlq: {exc}\n")
         return 2
-    refs = [r for r in triggers_of(app, args.namespace) if r.delivery.dead_letter]
+    triggers: list[Ref] = [r for r in triggers_of(app, args.namespace) if r.delivery.dead_letter]
+    brokers: list[Ref] = [DeadLetterQueue(BROKER_PREFIX + b, args.namespace) for b in app.brokers]
+    refs = triggers + brokers
     wanted = getattr(args, "trigger", None)
     if wanted:
         refs = [r for r in refs if r.name == wanted]
         if not refs:
-            known = ", ".join(r.name for r in triggers_of(app, args.namespace) if r.delivery.dead_letter)
+            known = ", ".join(r.name for r in triggers)
             sys.stderr.write(f"kfaas dlq: no trigger {wanted!r} with a dead-letter queue (known: {known})\n")
+            return 2
+        if args.action == "redrive" and not args.to_subscriber and isinstance(refs[0], DeadLetterQueue):
+            sys.stderr.write(f"kfaas dlq: {wanted} has no queue to redrive to: use --to-subscriber\n")
             return 2
     try:
         return asyncio.run(_run(args, refs))
@@ -193,17 +260,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-async def _run(args: argparse.Namespace, refs: list[TriggerRef]) -> int:
+async def _run(args: argparse.Namespace, refs: list[Ref]) -> int:
     out = sys.stdout
     if args.action == "redrive":
-        (ref,) = refs
-        ids = None if args.all else set(args.ids)
-        sent, missing = await redrive(args.amqp_url, ref, ids)
-        out.write(f"redrove {sent} event(s) to {ref.name}\n")
-        if missing:
-            sys.stderr.write(f"kfaas dlq: not in {ref.name}'s dead letters: {', '.join(sorted(missing))}\n")
-            return 1
-        return 0
+        return await (_redrive_to_subscriber if args.to_subscriber else _redrive)(args, refs)
     if args.action == "show":
         (ref,) = refs
         letters = [d for d in await peek(args.amqp_url, ref) if args.event_id in (None, d.id)]
@@ -217,6 +277,8 @@ async def _run(args: argparse.Namespace, refs: list[TriggerRef]) -> int:
     report: list[dict[str, Any]] = []
     for ref in refs:
         letters = await peek(args.amqp_url, ref)
+        if isinstance(ref, DeadLetterQueue) and not letters and not getattr(args, "trigger", None):
+            continue  # a Broker's own dead letters (only kfaas dead-letters writes them): listed when any
         report.append({"trigger": ref.name, "count": len(letters), "events": [_row(d) for d in letters]})
     if args.json:
         out.write(json.dumps(report, indent=2) + "\n")
@@ -228,6 +290,32 @@ async def _run(args: argparse.Namespace, refs: list[TriggerRef]) -> int:
                 f"  {row['id']}  {row['type']}  code={row['code']}  dest={row['dest']}  at={row['time']}\n"
             )
     return 0
+
+
+async def _redrive(args: argparse.Namespace, refs: list[Ref]) -> int:
+    (ref,) = refs
+    assert isinstance(ref, TriggerRef)
+    ids = None if args.all else set(args.ids)
+    sent, missing = await redrive(args.amqp_url, ref, ids)
+    sys.stdout.write(f"redrove {sent} event(s) to {ref.name}\n")
+    if missing:
+        sys.stderr.write(f"kfaas dlq: not in {ref.name}'s dead letters: {', '.join(sorted(missing))}\n")
+        return 1
+    return 0
+
+
+async def _redrive_to_subscriber(args: argparse.Namespace, refs: list[Ref]) -> int:
+    (ref,) = refs
+    ids = None if args.all else set(args.ids)
+    sent, failed, missing = await redrive_to_subscriber(args.amqp_url, ref, ids)
+    sys.stdout.write(f"redrove {sent} event(s) of {ref.name} to their subscriber\n")
+    for event_id, why in sorted(failed.items()):
+        sys.stderr.write(f"kfaas dlq: {event_id} failed, left in the dead letters: {why}\n")
+    if missing:
+        sys.stderr.write(f"kfaas dlq: not in {ref.name}'s dead letters: {', '.join(sorted(missing))}\n")
+    if failed:
+        sys.stderr.write(f"kfaas dlq: {len(failed)} event(s) failed\n")
+    return 1 if failed or missing else 0
 
 
 def _row(letter: DeadLetter) -> dict[str, str]:

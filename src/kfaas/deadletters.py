@@ -1,0 +1,313 @@
+"""``kfaas dead-letters``: the dead-letter sink on Knative, keeping dead letters where ``kfaas dlq`` finds them.
+
+Knative POSTs an event that exhausted its retries to the ``deadLetterSink`` of its Trigger (or Broker), with
+the extensions ``knativeerrordest`` (the subscriber that failed), ``knativeerrorcode`` and
+``knativeerrordata``. Each Trigger's sink URI is ``/<function>-<trigger>`` and a Broker's is
+``/broker-<name>``; this app stores what arrives there in the queue the dev broker uses for the same
+trigger, ``t.<namespace>.<function>-<trigger>.dlq`` (``t.<namespace>.broker-<name>.dlq`` for a Broker), as the
+same binary-mode message (``ce-*`` AMQP headers, content type, data). So ``kfaas dlq list|show`` reads dead
+letters from a cluster as from compose, and ``kfaas dlq redrive --to-subscriber`` sends them back.
+
+Answers: 202 once RabbitMQ confirmed the message (Knative then forgets the event), 400 JSON for a request
+that is not a CloudEvent, 404 JSON for a path that is no trigger's, 503 while RabbitMQ is unreachable
+(Knative retries a 5xx from a dead-letter sink, then logs and drops the event). ``GET /health/liveness``
+and ``/health/readiness`` (503 without RabbitMQ).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+
+    from kfaas.spec import AppSpec
+
+__all__ = ["DeadLetterQueue", "DeadLetterSink", "RabbitMQUnavailable", "configure", "queues_of", "run"]
+
+log = logging.getLogger("kfaas.deadletters")
+
+PREFIX = "ce-"
+QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}  # as the dev broker declares its dead-letter queues
+BROKER_PREFIX = "broker-"
+CONNECT_TIMEOUT = 5.0
+CONFIRM_TIMEOUT = 10.0
+
+
+class RabbitMQUnavailable(RuntimeError):
+    """No connection to RabbitMQ, or no confirm in time: the sink answers 503."""
+
+
+@dataclass(frozen=True)
+class DeadLetterQueue:
+    """Where the dead letters of one sink path go: ``name`` is the path without its slash."""
+
+    name: str
+    namespace: str
+
+    @property
+    def dead_letter_queue(self) -> str:
+        # the dev broker's name for a trigger's dead letters (kfaas.broker._names.TriggerRef)
+        return f"t.{self.namespace}.{self.name}.dlq"
+
+
+def queues_of(app: AppSpec, namespace: str) -> dict[str, DeadLetterQueue]:
+    """Sink paths (``/<function>-<trigger>``, ``/broker-<name>``) and their queues."""
+    from kfaas.broker._names import triggers_of
+
+    names = [ref.name for ref in triggers_of(app, namespace) if ref.delivery.dead_letter]
+    names += [BROKER_PREFIX + broker for broker in app.brokers]
+    return {f"/{name}": DeadLetterQueue(name, namespace) for name in names}
+
+
+class DeadLetterSink:
+    """ASGI app storing the dead letters Knative POSTs in RabbitMQ (see the module docstring)."""
+
+    def __init__(self, queues: dict[str, DeadLetterQueue], amqp_url: str) -> None:
+        self.queues = queues
+        self.amqp_url = amqp_url
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._declared: set[str] = set()
+        self._lock = asyncio.Lock()
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
+
+    # -- RabbitMQ ------------------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        connection = self._connection
+        return (
+            connection is not None
+            and not connection.is_closed
+            and connection.connected.is_set()
+            and not self._stopping
+        )
+
+    async def channel(self) -> AbstractChannel:
+        """The confirming channel, connecting first if needed (raises RabbitMQUnavailable)."""
+        import aio_pika
+
+        if self._stopping:
+            raise RabbitMQUnavailable("stopping")
+        if self._channel is not None and self.ready and not self._channel.is_closed:
+            return self._channel
+        async with self._lock:
+            try:
+                if self._connection is None or self._connection.is_closed:
+                    self._connection = await asyncio.wait_for(
+                        aio_pika.connect_robust(self.amqp_url), CONNECT_TIMEOUT
+                    )
+                    self._channel = None
+                    self._declared.clear()
+                if not self._connection.connected.is_set():
+                    raise RabbitMQUnavailable("reconnecting to RabbitMQ")
+                if self._channel is None or self._channel.is_closed:
+                    self._channel = await self._connection.channel(
+                        publisher_confirms=True, on_return_raises=True
+                    )
+            except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+                raise RabbitMQUnavailable(f"cannot reach RabbitMQ: {exc!r}") from exc
+            return self._channel
+
+    async def store(
+        self, queue: DeadLetterQueue, headers: dict[str, Any], content_type: str | None, body: bytes
+    ) -> None:
+        """Publish one dead letter to its queue and wait for RabbitMQ's confirm."""
+        import aio_pika
+
+        channel = await self.channel()
+        try:
+            if queue.dead_letter_queue not in self._declared:
+                await channel.declare_queue(queue.dead_letter_queue, durable=True, arguments=QUORUM)
+                self._declared.add(queue.dead_letter_queue)
+            message = aio_pika.Message(
+                body,
+                headers=headers,
+                content_type=content_type,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=str(headers.get(PREFIX + "id", "")),
+                timestamp=datetime.now(UTC),
+            )
+            await asyncio.wait_for(
+                channel.default_exchange.publish(
+                    message, routing_key=queue.dead_letter_queue, mandatory=True
+                ),
+                CONFIRM_TIMEOUT,
+            )
+        except (TimeoutError, OSError, RuntimeError, aio_pika.exceptions.AMQPError) as exc:
+            self._channel = None  # a failed publish can leave the channel closed: open a new one next time
+            self._declared.discard(queue.dead_letter_queue)
+            raise RabbitMQUnavailable(f"RabbitMQ did not confirm the dead letter: {exc!r}") from exc
+
+    # -- ASGI ----------------------------------------------------------------------------------------
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            self._in_flight += 1
+            self._idle.clear()
+            try:
+                await self._http(scope, receive, send)
+            finally:
+                self._in_flight -= 1
+                if self._in_flight == 0:
+                    self._idle.set()
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:  # connect early; a RabbitMQ that is down now is retried on the next request
+                    await self.channel()
+                except RabbitMQUnavailable as exc:
+                    log.warning("%s", exc)
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        from kfaas._context import InvalidEvent
+        from kfaas._events import parse_events
+
+        path: str = scope["path"].rstrip("/") or "/"
+        if path in ("/health/readiness", "/health/liveness"):
+            ok = path.endswith("liveness")
+            if not ok:
+                try:
+                    await self.channel()
+                    ok = True
+                except RabbitMQUnavailable:
+                    ok = False
+            await _json(send, 200 if ok else 503, {"status": "ok" if ok else "not connected to RabbitMQ"})
+            return
+        queue = self.queues.get(path)
+        if queue is None:
+            known = ", ".join(self.queues) or "none"
+            await _json(send, 404, {"error": f"no dead-letter sink at {path} (paths: {known})"})
+            return
+        if scope["method"] != "POST":
+            await _json(send, 405, {"error": "POST dead-lettered CloudEvents here"}, allow="POST")
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        body = await _body(receive)
+        try:
+            events = parse_events(headers, body)
+        except InvalidEvent as exc:
+            await _json(send, 400, {"error": str(exc)})
+            return
+        try:
+            if "ce-specversion" in headers:
+                # binary mode, validated above: keep the request's own attributes and bytes
+                attributes: dict[str, Any] = {k: v for k, v in headers.items() if k.startswith(PREFIX)}
+                await self.store(queue, attributes, headers.get("content-type"), body)
+            else:
+                for event in events:
+                    await self.store(queue, *_to_amqp(event))
+        except RabbitMQUnavailable as exc:
+            log.warning("dead letter for %s not stored: %s", queue.name, exc)
+            await _json(send, 503, {"error": "RabbitMQ is unavailable, retry later"})
+            return
+        for event in events:
+            log.info(
+                "dead letter %s for %s: code %s from %s",
+                event.get("id"),
+                queue.name,
+                event.get("knativeerrorcode"),
+                event.get("knativeerrordest"),
+            )
+        await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    # -- kfaas._server.DrainableApp ------------------------------------------------------------------
+    async def drain(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def shutdown(self) -> None:
+        self._stopping = True
+        if self._connection is not None and not self._connection.is_closed:
+            await self._connection.close()
+        self._connection = None
+        self._channel = None
+
+
+def _to_amqp(event: Any) -> tuple[dict[str, Any], str | None, bytes]:
+    from kfaas.broker._names import event_to_amqp
+
+    return event_to_amqp(event)
+
+
+async def _body(receive: Any) -> bytes:
+    body = bytearray()
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            return bytes(body)
+
+
+async def _json(send: Any, status: int, payload: dict[str, Any], allow: str | None = None) -> None:
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if allow:
+        headers.append((b"allow", allow.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+# -- CLI ------------------------------------------------------------------------------------------------
+def configure(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument(
+        "--functions",
+        type=Path,
+        default=Path(env("KFAAS_FUNCTIONS", "functions")),
+        help="folder of the function descriptions (env KFAAS_FUNCTIONS; default ./functions)",
+    )
+    parser.add_argument("--amqp-url", default=env("AMQP_URL"), help="RabbitMQ URL (env AMQP_URL)")
+    parser.add_argument(
+        "--namespace",
+        default=env("KFAAS_NAMESPACE", "default"),
+        help="namespace part of the queue names, as for `kfaas dlq` (env KFAAS_NAMESPACE; default 'default')",
+    )
+    parser.add_argument("--port", type=int, default=int(env("PORT", "8080")), help="port (env PORT)")
+    parser.add_argument("--host", default=env("HOST", "0.0.0.0"), help="address (env HOST)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from kfaas import _server
+    from kfaas._log import configure_logging
+    from kfaas.spec import SpecError, load_app
+
+    configure_logging()
+    logging.getLogger("aiormq").setLevel(logging.CRITICAL)
+    logging.getLogger("aio_pika").setLevel(logging.ERROR)
+    if not args.amqp_url:
+        sys.stderr.write("kfaas dead-letters: no RabbitMQ URL: set AMQP_URL or pass --amqp-url\n")
+        return 2
+    try:
+        app = load_app(args.functions)
+    except SpecError as exc:
+        sys.stderr.write(f"kfaas dead-letters: {exc}\n")
+        return 2
+    sink = DeadLetterSink(queues_of(app, args.namespace), args.amqp_url)
+    log.info("dead-letter sink on %s:%d for %s", args.host, args.port, ", ".join(sink.queues))
+    _server.run(sink, args.host, args.port)
+    return 0
