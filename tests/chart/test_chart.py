@@ -262,6 +262,7 @@ def test_trigger_carries_its_description() -> None:
     assert t["spec"]["delivery"]["retry"] == trigger_spec["delivery"]["retry"]
     assert t["spec"]["delivery"]["backoffDelay"] == trigger_spec["delivery"]["backoffDelay"]
     assert t["spec"]["delivery"]["deadLetterSink"]["ref"]["name"] == "rel-kfaas-dead-letter"
+    assert t["spec"]["delivery"]["deadLetterSink"]["uri"] == "/notify-email-processed"
     assert t["metadata"]["annotations"]["rabbitmq.eventing.knative.dev/parallelism"] == str(
         trigger_spec["parallelism"]
     )
@@ -298,6 +299,7 @@ def test_mt_broker_by_default_rabbitmq_broker_on_request() -> None:
     assert broker["metadata"]["annotations"]["eventing.knative.dev/broker.class"] == "MTChannelBasedBroker"
     assert "config" not in broker["spec"]
     assert broker["spec"]["delivery"]["deadLetterSink"]["ref"]["name"] == "rel-kfaas-dead-letter"
+    assert broker["spec"]["delivery"]["deadLetterSink"]["uri"] == "/broker-default"
 
     objs = render("rabbitmq-broker-values.yaml")
     broker = by_name(objs, "Broker", "default", "eventing.knative.dev")
@@ -366,6 +368,25 @@ def test_network_policies_only_when_enabled() -> None:
     rabbit = next(p for p in policies if p["metadata"]["name"] == "rel-kfaas-rabbitmq")
     peers = rabbit["spec"]["ingress"][0]["from"]
     assert {"podSelector": {"matchLabels": {"eventing.knative.dev/broker": "default"}}} in peers
+
+
+def test_dead_letter_sink_keeps_dead_letters_in_rabbitmq() -> None:
+    objs = render("networkpolicies-values.yaml")
+    sink = by_name(objs, "Service", "rel-kfaas-dead-letter", "serving.knative.dev")["spec"]["template"]
+    (container,) = sink["spec"]["containers"]
+    assert container["image"].startswith("kfaas/platform:")
+    assert container["args"][:3] == ["dead-letters", "--functions", "/app/functions"]
+    (amqp,) = [e for e in container["env"] if e["name"] == "AMQP_URL"]
+    assert amqp["valueFrom"]["secretKeyRef"] == {"name": "rel-kfaas-rabbitmq", "key": "url"}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/readiness"
+    assert container["securityContext"]["runAsNonRoot"] is True
+    # the RabbitMQ policy lets the sink in by the label it lets the functions in by
+    rabbit = by_name(objs, "NetworkPolicy", "rel-kfaas-rabbitmq", "networking.k8s.io")
+    labels = sink["metadata"]["labels"]
+    allowed = [
+        p["podSelector"]["matchLabels"] for p in rabbit["spec"]["ingress"][0]["from"] if "podSelector" in p
+    ]
+    assert any(sel.items() <= labels.items() for sel in allowed)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

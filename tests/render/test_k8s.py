@@ -108,6 +108,23 @@ def test_validation_rejects_unknown_fields(fixture_tree: Path) -> None:
     assert list(jsonschema.Draft7Validator(schema).iter_errors(ksvc))
 
 
+def test_dead_letter_sink_keeps_dead_letters_in_rabbitmq(fixture_tree: Path) -> None:
+    docs = build(fixture_tree, "kind")
+    sink = by_kind(docs, "Service")["kfaas-dead-letters"]["spec"]["template"]
+    (container,) = sink["spec"]["containers"]
+    assert container["image"].startswith("kfaas/platform:")
+    assert container["args"] == ["dead-letters", "--functions", "/app/functions"]
+    (amqp,) = [e for e in container["env"] if e["name"] == "AMQP_URL"]
+    assert amqp["valueFrom"]["secretKeyRef"] == {"name": "kfaas-rabbitmq", "key": "AMQP_URL"}
+    assert container["securityContext"]["runAsNonRoot"] is True
+    # the hand-written RabbitMQ policy lets in pods with this label
+    rabbit = by_kind(docs, "NetworkPolicy")["rabbitmq-clients"]
+    assert {"podSelector": {"matchLabels": {"kfaas.dev/rabbitmq": "client"}}} in rabbit["spec"]["ingress"][0][
+        "from"
+    ]
+    assert sink["metadata"]["labels"]["kfaas.dev/rabbitmq"] == "client"
+
+
 def test_knative_service_follows_the_description(fixture_tree: Path) -> None:
     docs = build(fixture_tree, "kind")
     ksvcs = {
@@ -172,16 +189,17 @@ def test_eventing_objects(fixture_tree: Path) -> None:
         "backoffPolicy": "linear",
         "backoffDelay": "PT0.5S",
         "deadLetterSink": {
-            "ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "kfaas-dead-letters"}
+            "ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "kfaas-dead-letters"},
+            "uri": "/notify-email-order-processed",
         },
     }
     assert notify["metadata"]["annotations"]["rabbitmq.eventing.knative.dev/parallelism"] == "4"
-    for trigger in triggers.values():
+    for name, trigger in triggers.items():
         assert set(trigger["spec"].get("filter", {})) <= {"attributes"}
-        assert "deadLetterSink" in trigger["spec"]["delivery"]
+        assert trigger["spec"]["delivery"]["deadLetterSink"]["uri"] == f"/{name}"  # kfaas dead-letters' path
     broker = by_kind(docs, "Broker")["default"]
     assert broker["metadata"]["annotations"]["eventing.knative.dev/broker.class"] == "MTChannelBasedBroker"
-    assert "deadLetterSink" in broker["spec"]["delivery"]
+    assert broker["spec"]["delivery"]["deadLetterSink"]["uri"] == "/broker-default"
     source = by_kind(docs, "RabbitmqSource")["process-order-orders-queue"]
     assert source["spec"]["sink"]["ref"]["kind"] == "Broker"
     assert source["spec"]["rabbitmqResourcesConfig"]["queueName"] == "orders"

@@ -169,17 +169,21 @@ seccompProfile:
 {{- end }}
 
 {{/*
-The dead-letter sink of a delivery spec, or nothing when dead letters are off.
+The dead-letter sink of a delivery spec, or nothing when dead letters are off. Called with
+(dict "root" $ "path" "<function>-<trigger>" | "broker-<name>"): the chart's sink (`kfaas dead-letters`)
+takes each trigger's dead letters at its own path (Knative appends uri to the ref's URL) and keeps them in
+RabbitMQ under that name.
 */}}
 {{- define "kfaas.deadLetterSink" -}}
-{{- if .Values.deadLetter.uri -}}
+{{- if .root.Values.deadLetter.uri -}}
 deadLetterSink:
-  uri: {{ .Values.deadLetter.uri }}
-{{- else if .Values.deadLetter.enabled -}}
+  uri: {{ .root.Values.deadLetter.uri }}
+{{- else if .root.Values.deadLetter.enabled -}}
 deadLetterSink:
   ref:
     apiVersion: serving.knative.dev/v1
     kind: Service
-    name: {{ include "kfaas.deadLetter.fullname" . }}
+    name: {{ include "kfaas.deadLetter.fullname" .root }}
+  uri: /{{ .path }}
 {{- end -}}
 {{- end }}

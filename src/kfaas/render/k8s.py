@@ -5,7 +5,8 @@ Rendered here (everything that depends on the functions):
 - ``k8s/base/310-mongodb-users.yaml``: the mongosh script and the Job creating one role and one user per
   function (the seed's IAM policies);
 - ``k8s/base/500-broker.yaml``: one Broker per broker name used, with a delivery spec;
-- ``k8s/base/550-platform.yaml``: the API gateway and the dead-letter sink (Knative Services);
+- ``k8s/base/550-platform.yaml``: the API gateway and the dead-letter sink ``kfaas dead-letters`` (Knative
+  Services);
 - ``k8s/base/600-functions.yaml``: one Knative Service per function;
 - ``k8s/base/700-triggers.yaml``: one Trigger per trigger;
 - ``k8s/base/800-sources.yaml``: RabbitmqSource (+ its quorum Queue), PingSource, SinkBinding;
@@ -39,15 +40,9 @@ BASE = "k8s/base"
 LOCAL_DEV = "k8s/components/local-dev"
 MONGO_IMAGE = "mongo:7.0.14"
 MAILPIT_IMAGE = "axllent/mailpit:v1.21.8"
+# The dead-letter sink (`kfaas dead-letters`) keeps every dead letter in RabbitMQ, in the queue the dev broker
+# uses for the same trigger (t.default.<function>-<trigger>.dlq), so `kfaas dlq` lists and redrives them.
 DEAD_LETTERS = "kfaas-dead-letters"
-# The dead-letter sink logs every event it receives with its knativeerrordest / knativeerrorcode extensions
-# (`kubectl logs -n kfaas -l serving.knative.dev/service=kfaas-dead-letters -c sink`); the same pinned image
-# as the chart's sink.
-DEAD_LETTER_IMAGE = (
-    "gcr.io/knative-releases/knative.dev/eventing/cmd/event_display"
-    "@sha256:610234e4319b767b187398085971d881956da660a4e0fab65a763e0f81881d82"
-)
-DISTROLESS_NONROOT = 65532
 GATEWAY = "gateway"
 CONFIG = "kfaas-config"
 RABBITMQ_SECRET = "kfaas-rabbitmq"  # noqa: S105 (the name of a Secret)
@@ -77,7 +72,12 @@ def _broker_ref(name: str) -> dict[str, Any]:
     return {"ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": name}}
 
 
-def _delivery(delivery: Delivery) -> dict[str, Any]:
+def _dead_letter_sink(path: str) -> dict[str, Any]:
+    """The sink plus a path naming whose dead letter it is (Knative appends ``uri`` to the ref's URL)."""
+    return {"ref": _ref(DEAD_LETTERS), "uri": f"/{path}"}
+
+
+def _delivery(delivery: Delivery, sink_path: str) -> dict[str, Any]:
     # No `timeout`: the Trigger/Broker CRDs validated here have no delivery.timeout (Knative keeps it behind
     # the delivery-timeout feature flag). On Knative the per-attempt limit is the subscriber's timeoutSeconds.
     spec: dict[str, Any] = {
@@ -86,7 +86,7 @@ def _delivery(delivery: Delivery) -> dict[str, Any]:
         "backoffDelay": delivery.backoff_delay,
     }
     if delivery.dead_letter:
-        spec["deadLetterSink"] = {"ref": _ref(DEAD_LETTERS)}
+        spec["deadLetterSink"] = _dead_letter_sink(sink_path)
     return spec
 
 
@@ -250,15 +250,14 @@ def _platform(app: AppSpec) -> list[dict[str, Any]]:
     dead_letters = _knative_service(
         DEAD_LETTERS,
         "sink",
-        image_ref=DEAD_LETTER_IMAGE,
-        env=[],
-        uses=[],
-        annotations={"autoscaling.knative.dev/min-scale": "0", "autoscaling.knative.dev/max-scale": "1"},
+        image_ref=image(PLATFORM_IMAGE),
+        args=["dead-letters", "--functions", "/app/functions"],
+        env=[_secret_env("AMQP_URL", RABBITMQ_SECRET, "AMQP_URL")],
+        uses=["rabbitmq"],
+        annotations={"autoscaling.knative.dev/min-scale": "0", "autoscaling.knative.dev/max-scale": "2"},
         timeout=30,
-        memory="64Mi",
+        memory="128Mi",
         cpu="50m",
-        probes=False,
-        uid=DISTROLESS_NONROOT,
     )
     return [gateway, dead_letters]
 
@@ -274,7 +273,7 @@ def _brokers(app: AppSpec) -> list[dict[str, Any]]:
                 "annotations": {"eventing.knative.dev/broker.class": "MTChannelBasedBroker"},
             },
             # The default for triggers without their own delivery (every kfaas trigger has one).
-            "spec": {"delivery": _delivery(Delivery())},
+            "spec": {"delivery": _delivery(Delivery(), f"broker-{name}")},
         }
         for name in app.brokers
     ]
@@ -286,7 +285,7 @@ def _trigger(fn: FunctionSpec, trigger: Trigger) -> dict[str, Any]:
     if trigger.filter:
         spec["filter"] = {"attributes": dict(trigger.filter)}
     spec["subscriber"] = {"ref": _ref(fn.name)}
-    spec["delivery"] = _delivery(trigger.delivery)
+    spec["delivery"] = _delivery(trigger.delivery, name)
     meta = _meta(name, "trigger")
     # Read by the RabbitMQ broker (events in flight per trigger; 1 keeps FIFO); the MT broker ignores it.
     meta["annotations"] = {"rabbitmq.eventing.knative.dev/parallelism": str(trigger.parallelism)}
@@ -557,7 +556,8 @@ def render_k8s(app: AppSpec) -> dict[str, str]:
             note=(
                 "# The API gateway is the one public URL of the API (the seed's API Gateway): it routes each\n"
                 "# http function's routes to http://<function>.kfaas.svc.cluster.local, which stay\n"
-                "# cluster-local. kfaas-dead-letters logs what the broker and the triggers dead-letter.\n"
+                "# cluster-local. kfaas-dead-letters keeps what the broker and the triggers dead-letter in\n"
+                "# RabbitMQ (t.default.<function>-<trigger>.dlq): `kfaas dlq` lists and redrives it.\n"
             ),
         ),
         f"{BASE}/600-functions.yaml": doc(*[_function(fn) for fn in app.functions]),
