@@ -231,6 +231,15 @@ async def closed(pool: Pool, seconds: float, start_n: int) -> int:
     return n
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def ask(conn: Any, command: str) -> Any:
     conn.send(command)
     return conn.recv()
@@ -278,14 +287,18 @@ async def bench_broker(args: argparse.Namespace, amqp_url: str, namespace: str) 
         ask(parent, "stats")
         pool.statuses.clear()
 
+        cpu0 = cpu_seconds(broker.pid), cpu_seconds(subs.pid)
         sent = await offered(pool, args.rate, args.seconds)
         got, _ = await wait_count(parent, pool.statuses.get(202, 0), 30)
+        cpu1 = cpu_seconds(broker.pid), cpu_seconds(subs.pid)
         stats = ask(parent, "stats")
         per = {name: stats[p] for name, p in zip(TRIGGERS, sub_ports, strict=True)}
         result["steady"] = {
             "sent": sent,
             "delivered_min": got,
             "statuses": dict(pool.statuses),
+            # CPU per event (ms) of the broker process and of the subscribers' process, less noisy than rates
+            "cpu_ms": ((cpu1[0] - cpu0[0]) * 1e3 / sent, (cpu1[1] - cpu0[1]) * 1e3 / sent),
             "per_trigger": {
                 n: (len(v), pct(v, 0.5), pct(v, 0.99), max(v, default=0)) for n, v in per.items()
             },
@@ -424,6 +437,8 @@ async def main() -> int:
         worst = max(worst, p99)
         all_delivered &= count == steady["sent"] == steady["statuses"].get(202, 0)
         print(f"    broker -> {name:<13} {count:>9} {p50:>8.2f} {p99:>8.2f} {mx:>8.1f}")
+    broker_cpu, subs_cpu = steady["cpu_ms"]
+    print(f"    CPU per event: broker process {broker_cpu:.3f} ms, the 3 subscribers {subs_cpu:.3f} ms")
     rs = raw["steady"]
     print(f"    {'raw aio-pika':<24} {rs['received']:>9} {rs['p50']:>8.2f} {rs['p99']:>8.2f}")
     met_a = all_delivered and worst <= 25.0
