@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -49,6 +50,7 @@ QUORUM = {"x-queue-type": "quorum"}
 RETRYABLE_STATUS = frozenset({404, 409, 429})
 CODE_CONNECTION_ERROR = 502  # no answer at all: connection refused or reset
 CODE_TIMEOUT = 504  # no answer within the attempt's timeout
+PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 
 
 class BrokerUnavailable(RuntimeError):
@@ -185,14 +187,23 @@ class DevBroker:
         exchange = self._exchanges.get(broker)
         if exchange is None:
             raise KeyError(broker)
-        message = aio_pika.Message(
-            body,
-            headers=headers,
+        # straight to the aiormq channel: an aio_pika.Message per event cost more than the frames it becomes
+        properties = aiormq.spec.Basic.Properties(
             content_type=content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            delivery_mode=PERSISTENT,
+            headers=headers,
             message_id=str(headers.get(PREFIX + "id", "")),
         )
-        await self._confirmed(exchange.publish(message, routing_key=""))
+        await self._confirmed(self._basic_publish(exchange.name, properties, body))
+
+    async def _basic_publish(
+        self, exchange: str, properties: aiormq.spec.Basic.Properties, body: bytes
+    ) -> None:
+        assert self._publish_channel is not None
+        channel = await self._publish_channel.get_underlay_channel()
+        await channel.basic_publish(
+            body, exchange=exchange, routing_key="", properties=properties, mandatory=True
+        )
 
     async def _confirmed(self, publish: Awaitable[Any]) -> None:
         if not self.ready:
@@ -201,7 +212,13 @@ class DevBroker:
             raise BrokerUnavailable("not connected to RabbitMQ")
         try:
             await asyncio.wait_for(publish, self.publish_timeout)
-        except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+        except (
+            TimeoutError,
+            aio_pika.exceptions.AMQPError,
+            aiormq.exceptions.ChannelInvalidStateError,
+            ConnectionError,
+            RuntimeError,
+        ) as exc:
             raise BrokerUnavailable(f"RabbitMQ did not confirm the publish: {exc!r}") from exc
 
     # -- triggers ------------------------------------------------------------------------------------
@@ -239,7 +256,7 @@ class DevBroker:
             if response is not None and 200 <= code < 300:
                 if code == 200:
                     await self._reply(ref, response)
-                await _settle(message.ack())
+                await _ack(message)
                 return
             if retryable and attempt < delivery.retry:
                 attempt += 1
@@ -265,7 +282,7 @@ class DevBroker:
         )
         if delivery.dead_letter:
             await self._dead_letter(ref, message, url, code, body)
-        await _settle(message.ack())
+        await _ack(message)
 
     async def _attempt(
         self, url: str, headers: dict[str, str], body: bytes, ref: TriggerRef
@@ -323,16 +340,20 @@ class DevBroker:
         return task
 
 
-async def _settle(ack: Awaitable[Any]) -> None:
+async def _ack(message: AbstractIncomingMessage) -> None:
     """Ack after the outcome is safe; if the channel died meanwhile, RabbitMQ redelivers the message."""
     try:
-        await ack
+        await message.ack()
     except Exception as exc:  # the channel or connection is gone: nothing to undo, it comes back
         log.warning("ack failed, the message will be redelivered: %r", exc)
 
 
 class Ingress:
-    """ASGI app: ``POST /<broker>`` (or ``/<namespace>/<broker>``) takes CloudEvents, 202 once confirmed."""
+    """``POST /<broker>`` (or ``/<namespace>/<broker>``) takes CloudEvents, 202 once confirmed.
+
+    An ASGI app, and an RSGI one (``__rsgi__``, granian's own interface), which ``serve_ingress`` uses: it
+    hands over the body in one call and writes the answer without ASGI's message dicts.
+    """
 
     def __init__(self, broker: DevBroker) -> None:
         self.broker = broker
@@ -341,7 +362,25 @@ class Ingress:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
         elif scope["type"] == "http":
-            await self._http(scope, receive, send)
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            status, extra, body = await self.handle(
+                scope["method"], scope["path"], headers, lambda: _body(receive)
+            )
+            out = [(b"content-length", str(len(body)).encode())]
+            out += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra]
+            await send({"type": "http.response.start", "status": status, "headers": out})
+            await send({"type": "http.response.body", "body": body})
+
+    async def __rsgi__(self, scope: Any, protocol: Any) -> None:
+        if scope.proto != "http":
+            return
+        # granian's RSGI headers are already lower-cased
+        headers = dict(scope.headers.items())
+        status, extra, body = await self.handle(scope.method, scope.path, headers, protocol)
+        if body:
+            protocol.response_bytes(status, extra, body)
+        else:
+            protocol.response_empty(status, extra)
 
     def _broker_of(self, path: str) -> str | None:
         parts = path.strip("/").split("/")
@@ -349,27 +388,25 @@ class Ingress:
             parts = parts[1:]
         return parts[0] if len(parts) == 1 and parts[0] in self.broker.brokers else None
 
-    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        path: str = scope["path"].rstrip("/")
+    async def handle(
+        self, method: str, path: str, headers: dict[str, str], read_body: Callable[[], Awaitable[bytes]]
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """(status, headers besides content-length, body) of the answer to one request."""
+        path = path.rstrip("/")
         if path in ("/health/readiness", "/health/liveness"):
             ok = path.endswith("liveness") or self.broker.ready
-            await _json(send, 200 if ok else 503, {"status": "ok" if ok else "not connected to RabbitMQ"})
-            return
+            return _json(200 if ok else 503, {"status": "ok" if ok else "not connected to RabbitMQ"})
         name = self._broker_of(path)
         if name is None:
             known = ", ".join(f"/{b}" for b in self.broker.brokers)
-            await _json(send, 404, {"error": f"no broker at {path or '/'} (brokers: {known})"})
-            return
-        if scope["method"] != "POST":
-            await _json(send, 405, {"error": "POST CloudEvents to a broker"}, allow="POST")
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        body = await _body(receive)
+            return _json(404, {"error": f"no broker at {path or '/'} (brokers: {known})"})
+        if method != "POST":
+            return _json(405, {"error": "POST CloudEvents to a broker"}, allow="POST")
+        body = await read_body()
         try:
             events = parse_events(headers, body)
         except InvalidEvent as exc:
-            await _json(send, 400, {"error": str(exc)})
-            return
+            return _json(400, {"error": str(exc)})
         try:
             if "ce-specversion" in headers:
                 # binary mode, validated by the SDK above: forward the request's own attributes and bytes
@@ -381,10 +418,8 @@ class Ingress:
                 await asyncio.gather(*(self.broker.publish(name, e) for e in events))
         except BrokerUnavailable as exc:
             log.warning("ingress: %s", exc)
-            await _json(send, 503, {"error": "RabbitMQ is unavailable, retry later"})
-            return
-        await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
-        await send({"type": "http.response.body", "body": b""})
+            return _json(503, {"error": "RabbitMQ is unavailable, retry later"})
+        return 202, [], b""
 
 
 async def _lifespan(receive: Any, send: Any) -> None:
@@ -406,10 +441,10 @@ async def _body(receive: Any) -> bytes:
             return bytes(body)
 
 
-async def _json(send: Any, status: int, payload: dict[str, Any], allow: str | None = None) -> None:
-    body = json.dumps(payload).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+def _json(
+    status: int, payload: dict[str, Any], allow: str | None = None
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    headers = [("content-type", "application/json")]
     if allow:
-        headers.append((b"allow", allow.encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+        headers.append(("allow", allow))
+    return status, headers, json.dumps(payload).encode()

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 __all__ = ["HttpClient", "Response"]
 
 MAX_IDLE = 128  # idle connections kept per host
+DRAIN_ABOVE = 64 * 1024  # bytes left in a connection's send buffer before a request waits for them
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ class HttpClient:
         reader, writer = conn
         try:
             writer.write(request)
-            await writer.drain()
+            if writer.transport.get_write_buffer_size() > DRAIN_ABOVE:  # mostly sent at once: no await
+                await writer.drain()
             head = await reader.readuntil(b"\r\n\r\n")
         except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError) as exc:
             writer.close()
