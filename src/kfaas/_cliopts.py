@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kfaas.spec import AppSpec
 
 
 def functions_folder(parser: argparse.ArgumentParser) -> None:
@@ -30,3 +35,26 @@ def url_template(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("KFAAS_FUNCTION_URL_TEMPLATE", "http://{name}:8080"),
         help="URL of a function from its name (env KFAAS_FUNCTION_URL_TEMPLATE; default http://{name}:8080)",
     )
+
+
+def amqp_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--amqp-url", default=os.environ.get("AMQP_URL"), help="RabbitMQ URL (env AMQP_URL)")
+
+
+def has_amqp_url(command: str, url: str | None) -> bool:
+    """True when a RabbitMQ URL is given; else a one-line error on stderr (the command exits 2)."""
+    if url:
+        return True
+    sys.stderr.write(f"kfaas {command}: no RabbitMQ URL: set AMQP_URL or pass --amqp-url\n")
+    return False
+
+
+def load_functions(command: str, folder: Path) -> AppSpec | None:
+    """The descriptions in ``folder``; for a bad one, a one-line error on stderr and None (exit 2)."""
+    from kfaas.spec import SpecError, load_app
+
+    try:
+        return load_app(folder)
+    except SpecError as exc:
+        sys.stderr.write(f"kfaas {command}: {exc}\n")
+        return None

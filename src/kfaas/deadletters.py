@@ -21,11 +21,12 @@ import asyncio
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from kfaas import _cliopts
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractRobustConnection
@@ -294,18 +295,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from kfaas import _server
     from kfaas._log import configure_logging
-    from kfaas.spec import SpecError, load_app
 
     configure_logging()
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)
     logging.getLogger("aio_pika").setLevel(logging.ERROR)
-    if not args.amqp_url:
-        sys.stderr.write("kfaas dead-letters: no RabbitMQ URL: set AMQP_URL or pass --amqp-url\n")
+    if not _cliopts.has_amqp_url("dead-letters", args.amqp_url):
         return 2
-    try:
-        app = load_app(args.functions)
-    except SpecError as exc:
-        sys.stderr.write(f"kfaas dead-letters: {exc}\n")
+    app = _cliopts.load_functions("dead-letters", args.functions)
+    if app is None:
         return 2
     sink = DeadLetterSink(queues_of(app, args.namespace), args.amqp_url)
     log.info("dead-letter sink on %s:%d for %s", args.host, args.port, ", ".join(sink.queues))

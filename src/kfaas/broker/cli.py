@@ -37,19 +37,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kfaas._log import configure_logging
-    from kfaas.spec import SpecError, load_app
 
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))  # JSON lines, like every kfaas container
-    if not args.amqp_url:
-        sys.stderr.write("kfaas broker: no RabbitMQ URL: set AMQP_URL or pass --amqp-url\n")
+    if not _cliopts.has_amqp_url("broker", args.amqp_url):
         return 2
     if "{name}" not in args.url_template:
         sys.stderr.write(f"kfaas broker: the URL template {args.url_template!r} has no {{name}}\n")
         return 2
-    try:
-        app = load_app(args.functions)
-    except SpecError as exc:
-        sys.stderr.write(f"kfaas broker: {exc}\n")
+    app = _cliopts.load_functions("broker", args.functions)
+    if app is None:
         return 2
     try:
         import uvloop

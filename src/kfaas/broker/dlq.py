@@ -31,6 +31,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from kfaas import _cliopts
 from kfaas.broker._names import (
     ERROR_CODE,
     ERROR_DATA,
@@ -229,16 +230,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kfaas.spec import SpecError, load_app
 
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)  # the error below says it once, plainly
-    if not args.amqp_url:
-        sys.stderr.write("kfaas dlq: no RabbitMQ URL: set AMQP_URL or pass --amqp-url\n")
+    if not _cliopts.has_amqp_url("dlq", args.amqp_url):
         return 2
-    try:
-        app = load_app(args.functions)
-    except SpecError as exc:
-        sys.stderr.write(f"kfaas dlq: {exc}\n")
+    app = _cliopts.load_functions("dlq", args.functions)
+    if app is None:
         return 2
     triggers: list[Ref] = [r for r in triggers_of(app, args.namespace) if r.delivery.dead_letter]
     brokers: list[Ref] = [DeadLetterQueue(BROKER_PREFIX + b, args.namespace) for b in app.brokers]
