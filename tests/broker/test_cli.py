@@ -7,6 +7,7 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import httpx
@@ -85,24 +86,17 @@ async def test_kfaas_broker_command_serves_the_descriptions(harness: Harness, tm
             await channel.exchange_delete(f"b.{harness.namespace}.default")
 
 
-async def test_broker_recovers_when_rabbitmq_closes_its_connection(harness: Harness) -> None:
+async def test_broker_recovers_when_rabbitmq_closes_its_connection(
+    harness: Harness, rabbitmq_ctl: Any
+) -> None:
     """A server-side close (as on a RabbitMQ restart) of only this broker's connection: it reconnects."""
-    import shutil
-
-    rabbitmqctl = shutil.which("rabbitmqctl")
-    if rabbitmqctl is None or "127.0.0.1" not in harness.amqp_url:
-        pytest.skip("needs rabbitmqctl for the local RabbitMQ")
     sub = await harness.subscriber("sink")
     broker = await harness.broker(fn("sink", {"name": "t"}))
-    listing = await asyncio.create_subprocess_exec(
-        rabbitmqctl, "list_connections", "-q", "pid", "client_properties", stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await listing.communicate()
+    out = await rabbitmq_ctl.run("list_connections", "-q", "pid", "client_properties")
     name = f"kfaas-broker-{harness.namespace}"
-    pids = [line.split("\t")[0] for line in out.decode().splitlines() if name in line]
+    pids = [line.split("\t")[0] for line in out.splitlines() if name in line]
     assert len(pids) == 1, out
-    closing = await asyncio.create_subprocess_exec(rabbitmqctl, "close_connection", pids[0], "test")
-    assert await closing.wait() == 0
+    await rabbitmq_ctl.run("close_connection", pids[0], "test")
     for _ in range(200):  # the robust connection is back within its reconnect interval (5 s)
         if broker.ready:
             with contextlib.suppress(Exception):
