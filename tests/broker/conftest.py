@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -10,15 +9,9 @@ from brokertest import Harness
 
 
 @pytest.fixture(scope="session")
-def rabbit(request: pytest.FixtureRequest) -> str:
-    """The AMQP URL from the suite's ``amqp_url`` fixture, or from AMQP_URL while that is not there."""
-    try:
-        return str(request.getfixturevalue("amqp_url"))
-    except pytest.FixtureLookupError:
-        url = os.environ.get("AMQP_URL")
-        if not url:
-            pytest.skip("no RabbitMQ: set AMQP_URL")
-        return url
+def rabbit(amqp_url: str) -> str:
+    """The suite's RabbitMQ (tests/conftest.py: from AMQP_URL, testcontainers, or skip/fail)."""
+    return amqp_url
 
 
 @pytest.fixture
