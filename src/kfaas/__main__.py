@@ -1,3 +1,3 @@
-from kfaas.cli import main
+from kfaas.cli import entrypoint
 
-raise SystemExit(main())
+entrypoint()

@@ -49,5 +49,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(module.run(parser.parse_args(args[1:])))
 
 
+# Commands that run granian's embedded server. Its Rust threads can still be winding down while the
+# interpreter finalizes, which now and then aborts the process (SIGABRT) after a clean stop; these commands
+# therefore end with os._exit once their own shutdown is done and the output is flushed.
+_SERVERS = frozenset({"serve", "dev", "broker", "gateway", "dead-letters"})
+
+
+def entrypoint() -> None:
+    """The ``kfaas`` console script and ``python -m kfaas``."""
+    code = main()
+    if len(sys.argv) > 1 and sys.argv[1] in _SERVERS:
+        import logging
+        import os
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entrypoint()
