@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from kfaas._context import AlreadyDone, Context, InProgress, InvalidEvent, ServiceUnavailable
 from kfaas._events import parse_events
+from kfaas._inflight import InFlight
 from kfaas._log import RequestLog
 from kfaas._registry import Target
 
@@ -68,10 +69,8 @@ class FunctionApp:
         self.target = target
         self.ctx = ctx
         self.request_log = request_log or RequestLog(ctx.settings.function_name or target.name)
-        self.in_flight = 0
+        self.in_flight = InFlight()
         self.draining = False
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._inner_lifespan: _Lifespan | None = None
         self._closed = False
         self._http_handler: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
@@ -97,9 +96,7 @@ class FunctionApp:
             await self._readiness(send)
             return
         started = time.perf_counter()
-        self.in_flight += 1
-        self._idle.clear()
-        try:
+        with self.in_flight:
             if self.target.signature_type == "cloudevent":
                 await self._cloudevent(scope, receive, send, started)
             else:
@@ -107,10 +104,6 @@ class FunctionApp:
                 self.request_log.write(
                     scope["method"], path, status, started, traceparent=_header(scope, b"traceparent")
                 )
-        finally:
-            self.in_flight -= 1
-            if self.in_flight == 0:
-                self._idle.set()
 
     async def _readiness(self, send: Send) -> None:
         if self.draining:
@@ -264,12 +257,10 @@ class FunctionApp:
     async def drain(self, timeout: float) -> bool:
         """Refuse readiness, then wait up to ``timeout`` s for in-flight requests; True when none is left."""
         self.draining = True
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            log.warning("drain timed out with %d request(s) in flight", self.in_flight)
-            return False
-        return True
+        if await self.in_flight.wait_idle(timeout):
+            return True
+        log.warning("drain timed out with %d request(s) in flight", self.in_flight.count)
+        return False
 
     async def shutdown(self) -> None:
         if self._closed:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kfaas import _cliopts
+from kfaas._inflight import InFlight
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractRobustConnection
@@ -80,9 +81,7 @@ class DeadLetterSink:
         self._channel: AbstractChannel | None = None
         self._declared: set[str] = set()
         self._lock = asyncio.Lock()
-        self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._in_flight = InFlight()
         self._stopping = False
 
     # -- RabbitMQ ------------------------------------------------------------------------------------
@@ -157,14 +156,8 @@ class DeadLetterSink:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
-            self._in_flight += 1
-            self._idle.clear()
-            try:
+            with self._in_flight:
                 await self._http(scope, receive, send)
-            finally:
-                self._in_flight -= 1
-                if self._in_flight == 0:
-                    self._idle.set()
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -235,11 +228,7 @@ class DeadLetterSink:
 
     # -- kfaas._server.DrainableApp ------------------------------------------------------------------
     async def drain(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await self._in_flight.wait_idle(timeout)
 
     async def shutdown(self) -> None:
         self._stopping = True

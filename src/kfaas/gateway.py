@@ -20,7 +20,6 @@ Pooled ``httpx.AsyncClient`` connections; served with granian like the runtime.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kfaas import _cliopts
+from kfaas._inflight import InFlight
 
 if TYPE_CHECKING:
     import httpx
@@ -135,9 +135,7 @@ class Gateway:
         self.resolve_url = resolve_url
         self.cors_origins = tuple(o.strip() for o in cors_origins if o.strip())
         self._client: httpx.AsyncClient | None = None
-        self.in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self.in_flight = InFlight()
         self.draining = False
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -158,11 +156,7 @@ class Gateway:
 
     async def drain(self, timeout: float) -> bool:
         self.draining = True
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await self.in_flight.wait_idle(timeout)
 
     async def shutdown(self) -> None:
         await self.close()
@@ -197,15 +191,8 @@ class Gateway:
         if scope["type"] != "http":
             return
         started = time.perf_counter()
-        self.in_flight += 1
-        self._idle.clear()
-        function = "-"
-        try:
+        with self.in_flight:
             function, (status, headers, body) = await self._handle(scope, receive)
-        finally:
-            self.in_flight -= 1
-            if self.in_flight == 0:
-                self._idle.set()
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
         log.info(
