@@ -23,7 +23,6 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kfaas import _cliopts
@@ -87,13 +86,9 @@ class DeadLetterSink:
     # -- RabbitMQ ------------------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        connection = self._connection
-        return (
-            connection is not None
-            and not connection.is_closed
-            and connection.connected.is_set()
-            and not self._stopping
-        )
+        from kfaas.broker._names import connection_ready
+
+        return connection_ready(self._connection, self._stopping)
 
     async def channel(self) -> AbstractChannel:
         """The confirming channel, connecting first if needed (raises RabbitMQUnavailable)."""
@@ -265,18 +260,9 @@ async def _json(send: Any, status: int, payload: dict[str, Any], allow: str | No
 # -- CLI ------------------------------------------------------------------------------------------------
 def configure(parser: argparse.ArgumentParser) -> None:
     env = os.environ.get
-    parser.add_argument(
-        "--functions",
-        type=Path,
-        default=Path(env("KFAAS_FUNCTIONS", "functions")),
-        help="folder of the function descriptions (env KFAAS_FUNCTIONS; default ./functions)",
-    )
-    parser.add_argument("--amqp-url", default=env("AMQP_URL"), help="RabbitMQ URL (env AMQP_URL)")
-    parser.add_argument(
-        "--namespace",
-        default=env("KFAAS_NAMESPACE", "default"),
-        help="namespace part of the queue names, as for `kfaas dlq` (env KFAAS_NAMESPACE; default 'default')",
-    )
+    _cliopts.functions_folder(parser)
+    _cliopts.amqp_url(parser)
+    _cliopts.namespace(parser)
     parser.add_argument("--port", type=int, default=int(env("PORT", "8080")), help="port (env PORT)")
     parser.add_argument("--host", default=env("HOST", "0.0.0.0"), help="address (env HOST)")
 

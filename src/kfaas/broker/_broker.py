@@ -33,6 +33,7 @@ from kfaas.broker._names import (
     TriggerRef,
     amqp_headers_to_http,
     broker_exchange,
+    connection_ready,
     error_data,
     event_to_amqp,
     triggers_of,
@@ -157,13 +158,7 @@ class DevBroker:
     @property
     def ready(self) -> bool:
         """Connected to RabbitMQ right now (false while the robust connection is reconnecting)."""
-        connection = self._connection
-        return (
-            connection is not None
-            and not connection.is_closed
-            and connection.connected.is_set()
-            and not self._stopping
-        )
+        return connection_ready(self._connection, self._stopping)
 
     @property
     def connection(self) -> AbstractRobustConnection:

@@ -35,6 +35,15 @@ __all__ = [
 ]
 
 PREFIX = "ce-"
+
+
+def connection_ready(connection: Any, stopping: bool = False) -> bool:
+    """A robust aio-pika connection that is up right now (false while it reconnects or once stopping)."""
+    return (
+        connection is not None and not connection.is_closed and connection.connected.is_set() and not stopping
+    )
+
+
 ERROR_DEST = "knativeerrordest"
 ERROR_CODE = "knativeerrorcode"
 ERROR_DATA = "knativeerrordata"

@@ -26,7 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _cliopts.functions_folder(parser)
     parser.add_argument("--port", type=int, default=int(env("PORT", "8080")), help="ingress port (env PORT)")
     parser.add_argument("--host", default=env("HOST", "0.0.0.0"), help="ingress address (env HOST)")
-    parser.add_argument("--amqp-url", default=env("AMQP_URL"), help="RabbitMQ URL (env AMQP_URL)")
+    _cliopts.amqp_url(parser)
     parser.add_argument(
         "--url-template",
         default=env("KFAAS_FUNCTION_URL_TEMPLATE", "http://{name}:8080/"),

@@ -21,11 +21,9 @@ import asyncio
 import base64
 import json
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -197,18 +195,9 @@ def _text(value: Any) -> str:
 
 # -- CLI ------------------------------------------------------------------------------------------------
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--functions",
-        type=Path,
-        default=Path(os.environ.get("KFAAS_FUNCTIONS", "functions")),
-        help="folder of the function descriptions (env KFAAS_FUNCTIONS; default ./functions)",
-    )
-    parser.add_argument("--amqp-url", default=os.environ.get("AMQP_URL"), help="RabbitMQ URL (env AMQP_URL)")
-    parser.add_argument(
-        "--namespace",
-        default=os.environ.get("KFAAS_NAMESPACE", "default"),
-        help="namespace part of the queue names (env KFAAS_NAMESPACE; default 'default')",
-    )
+    _cliopts.functions_folder(parser)
+    _cliopts.amqp_url(parser)
+    _cliopts.namespace(parser)
     sub = parser.add_subparsers(dest="action", required=True, metavar="list|show|redrive")
     list_ = sub.add_parser("list", help="count and summarize each trigger's dead letters")
     list_.add_argument("--trigger", help="only this trigger (<function>-<trigger>)")
