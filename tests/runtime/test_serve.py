@@ -51,22 +51,22 @@ def wait_ready(port: int, proc: subprocess.Popen[str], timeout: float = 15.0) ->
     pytest.fail(f"kfaas serve did not answer on port {port} within {timeout}s")
 
 
-@pytest.fixture
-def slow_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
+def serve_slow(drain_seconds: int) -> tuple[subprocess.Popen[str], int]:
+    """``kfaas serve`` of the sample whose handler sleeps as long as the event says, once it answers."""
     port = free_port()
+    source = str(SAMPLES / "cloudevents" / "main.py")
     proc = kfaas(
         "serve",
-        "--source",
-        str(SAMPLES / "cloudevents" / "main.py"),
-        "--target",
-        "slow",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        env={"KFAAS_DRAIN_SECONDS": "10"},
+        *("--source", source, "--target", "slow", "--host", "127.0.0.1", "--port", str(port)),
+        env={"KFAAS_DRAIN_SECONDS": str(drain_seconds)},
     )
     wait_ready(port, proc)
+    return proc, port
+
+
+@pytest.fixture
+def slow_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
+    proc, port = serve_slow(10)
     yield proc, port
     if proc.poll() is None:
         proc.kill()
@@ -108,21 +108,8 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(
 
 
 def test_a_request_outliving_the_drain_bound_does_not_keep_the_process() -> None:
-    port = free_port()
-    proc = kfaas(
-        "serve",
-        "--source",
-        str(SAMPLES / "cloudevents" / "main.py"),
-        "--target",
-        "slow",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        env={"KFAAS_DRAIN_SECONDS": "1"},
-    )
+    proc, port = serve_slow(1)
     try:
-        wait_ready(port, proc)
         cut: list[BaseException] = []
 
         def call() -> None:
