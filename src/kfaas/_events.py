@@ -11,7 +11,7 @@ from typing import Any
 
 from kfaas._context import InvalidEvent
 
-__all__ = ["BATCH", "STRUCTURED", "parse_events"]
+__all__ = ["BATCH", "STRUCTURED", "parse_events", "read_body"]
 
 BATCH = "application/cloudevents-batch+json"
 STRUCTURED = "application/cloudevents"
@@ -79,3 +79,13 @@ def parse_events(headers: dict[str, str], body: bytes) -> list[Any]:
         return [from_http(headers, body)]
     except GenericException as exc:
         raise InvalidEvent(f"invalid CloudEvent: {exc}") from None
+
+
+async def read_body(receive: Any) -> bytes:
+    """The whole body of an ASGI HTTP request (the broker ingress and the dead-letter sink)."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return bytes(body)

@@ -170,7 +170,7 @@ class DeadLetterSink:
 
     async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         from kfaas._context import InvalidEvent
-        from kfaas._events import parse_events
+        from kfaas._events import parse_events, read_body
 
         path: str = scope["path"].rstrip("/") or "/"
         if path in ("/health/readiness", "/health/liveness"):
@@ -192,7 +192,7 @@ class DeadLetterSink:
             await _json(send, 405, {"error": "POST dead-lettered CloudEvents here"}, allow="POST")
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        body = await _body(receive)
+        body = await read_body(receive)
         try:
             events = parse_events(headers, body)
         except InvalidEvent as exc:
@@ -237,15 +237,6 @@ def _to_amqp(event: Any) -> tuple[dict[str, Any], str | None, bytes]:
     from kfaas.broker._names import event_to_amqp
 
     return event_to_amqp(event)
-
-
-async def _body(receive: Any) -> bytes:
-    body = bytearray()
-    while True:
-        msg = await receive()
-        body += msg.get("body", b"")
-        if not msg.get("more_body"):
-            return bytes(body)
 
 
 async def _json(send: Any, status: int, payload: dict[str, Any], allow: str | None = None) -> None:

@@ -23,6 +23,7 @@ from cloudevents.http import CloudEvent
 
 from kfaas._context import InvalidEvent
 from kfaas._events import STRUCTURED, parse_events
+from kfaas._events import read_body as read_asgi_body
 from kfaas.broker._clock import Clock, SystemClock
 from kfaas.broker._http import HttpClient, Response
 from kfaas.broker._names import (
@@ -359,7 +360,7 @@ class Ingress:
         elif scope["type"] == "http":
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
             status, extra, body = await self.handle(
-                scope["method"], scope["path"], headers, lambda: _body(receive)
+                scope["method"], scope["path"], headers, lambda: read_asgi_body(receive)
             )
             out = [(b"content-length", str(len(body)).encode())]
             out += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra]
@@ -425,15 +426,6 @@ async def _lifespan(receive: Any, send: Any) -> None:
         elif msg["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
-
-
-async def _body(receive: Any) -> bytes:
-    body = bytearray()
-    while True:
-        msg = await receive()
-        body += msg.get("body", b"")
-        if not msg.get("more_body"):
-            return bytes(body)
 
 
 def _json(
