@@ -55,7 +55,7 @@ def run(coro: Any) -> Any:
 
 # -- subscriber process ----------------------------------------------------------------------------------
 def subscribers_main(ports: list[int], conn: Any) -> None:
-    from kfaas.broker._serve import serve_asgi
+    from kfaas.base.server import serve_embedded
 
     latencies: dict[int, list[float]] = {p: [] for p in ports}
 
@@ -77,7 +77,7 @@ def subscribers_main(ports: list[int], conn: Any) -> None:
         return app
 
     async def main() -> None:
-        servers = [asyncio.create_task(serve_asgi(app_for(p), "127.0.0.1", p)) for p in ports]
+        servers = [asyncio.create_task(serve_embedded(app_for(p), "127.0.0.1", p)) for p in ports]
         loop = asyncio.get_running_loop()
         while True:
             command = await loop.run_in_executor(None, conn.recv)

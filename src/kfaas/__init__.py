@@ -11,11 +11,11 @@ Heavier pieces (the description model, the dev broker, renderers) live in their 
 imported only by the commands that need them, so a function container starts fast.
 """
 
-from kfaas._context import AlreadyDone, Context, InProgress, InvalidEvent, ServiceUnavailable
-from kfaas._registry import cloud_event, http
-from kfaas._settings import Settings
-
-__version__ = "0.1.0"
+from kfaas.base.errors import AlreadyDone, InProgress, InvalidEvent, ServiceUnavailable
+from kfaas.base.version import __version__
+from kfaas.runtime.context import Context
+from kfaas.runtime.settings import Settings
+from kfaas.runtime.targets import cloud_event, http
 
 __all__ = [
     "AlreadyDone",

@@ -22,7 +22,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kfaas._context import Context, ServiceUnavailable
+from kfaas.base.errors import ServiceUnavailable
+from kfaas.runtime.context import Context
 
 __all__ = ["Ctx", "create_api", "get_context"]
 

@@ -12,14 +12,17 @@ import sys
 from collections.abc import Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("kfaas._serve_cmd", "serve one function (the entrypoint of every function container)"),
+    "serve": ("kfaas.runtime.serve", "serve one function (the entrypoint of every function container)"),
     "dev": ("kfaas.dev.cli", "run every function, the dev broker and the gateway on this machine"),
     "broker": ("kfaas.broker.cli", "run the dev broker (ingress, triggers, sources) on RabbitMQ"),
-    "gateway": ("kfaas.gateway", "run the API gateway in front of the HTTP functions"),
+    "gateway": ("kfaas.gateway.cli", "run the API gateway in front of the HTTP functions"),
     "dlq": ("kfaas.broker.dlq", "list, show and redrive a trigger's dead letters"),
-    "dead-letters": ("kfaas.deadletters", "the dead-letter sink on Knative: keeps dead letters in RabbitMQ"),
+    "dead-letters": (
+        "kfaas.broker.deadletters",
+        "the dead-letter sink on Knative: keeps dead letters in RabbitMQ",
+    ),
     "render": ("kfaas.render.cli", "render docker-compose.yml, k8s/ and the chart values"),
-    "schema": ("kfaas._schema_cmd", "print the JSON schema of function.yaml"),
+    "schema": ("kfaas.spec.schema", "print the JSON schema of function.yaml"),
 }
 
 
@@ -35,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(_usage())
         return 0 if args else 2
     if args[0] == "--version":
-        from kfaas import __version__
+        from kfaas.base.version import __version__
 
         sys.stdout.write(f"kfaas {__version__}\n")
         return 0

@@ -16,8 +16,8 @@ import aio_pika
 import pytest
 from cloudevents.http import CloudEvent, from_http
 
+from kfaas.base.server import serve_embedded
 from kfaas.broker import DevBroker
-from kfaas.broker._serve import serve_asgi
 from kfaas.spec import AppSpec, FunctionSpec
 
 Reply = tuple[int, dict[str, str], bytes]
@@ -105,7 +105,7 @@ class Harness:
     async def subscriber(self, name: str, behaviour: Behaviour = ok) -> Subscriber:
         sub = Subscriber(name, behaviour)
         self.subscribers[name] = sub
-        self.servers.append(asyncio.create_task(serve_asgi(sub, "127.0.0.1", sub.port)))
+        self.servers.append(asyncio.create_task(serve_embedded(sub, "127.0.0.1", sub.port)))
         await wait_port(sub.port)
         return sub
 
@@ -120,7 +120,7 @@ class Harness:
 
     async def serve(self, broker: DevBroker) -> str:
         port = free_port()
-        self.servers.append(asyncio.create_task(serve_asgi(broker.ingress, "127.0.0.1", port)))
+        self.servers.append(asyncio.create_task(serve_embedded(broker.ingress, "127.0.0.1", port)))
         await wait_port(port)
         return f"http://127.0.0.1:{port}"
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kfaas.broker._serve import serve_asgi
+from kfaas.base.server import serve_embedded
 from kfaas.dev.smtp import free_port
 from kfaas.gateway import Gateway, build, routes_of
 from kfaas.spec import AppSpec, FunctionSpec
@@ -50,7 +50,7 @@ async def echo(scope: Any, receive: Any, send: Any) -> None:
 @pytest.fixture
 async def upstream() -> AsyncIterator[str]:
     port = free_port()
-    task = asyncio.create_task(serve_asgi(echo, "127.0.0.1", port))
+    task = asyncio.create_task(serve_embedded(echo, "127.0.0.1", port))
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient() as client:
         for _ in range(100):

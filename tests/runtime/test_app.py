@@ -16,9 +16,9 @@ from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent, from_http
 
 from kfaas import Context, Settings
-from kfaas._app import FunctionApp
-from kfaas._log import RequestLog
-from kfaas._registry import load_target
+from kfaas.runtime.app import FunctionApp
+from kfaas.runtime.log import RequestLog
+from kfaas.runtime.targets import load_target
 
 SAMPLES = Path(__file__).resolve().parents[1] / "test_functions"
 

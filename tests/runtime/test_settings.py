@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kfaas import Settings
-from kfaas._settings import SettingsError
+from kfaas.runtime.settings import SettingsError
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "runtime.md"
 

@@ -1,4 +1,6 @@
-"""The dev broker: Knative's RabbitMQ broker semantics on RabbitMQ, for compose and ``kfaas dev``.
+"""The broker part: the dev broker, its sources, ``kfaas dlq`` and the Knative dead-letter sink.
+
+The dev broker gives Knative's RabbitMQ broker semantics on RabbitMQ, for compose and ``kfaas dev``.
 
 It reads the same function descriptions as the renderers and gives them the contract of the
 eventing-rabbitmq broker (docs/broker.md says what it does and what it lacks):
@@ -31,16 +33,22 @@ Embedding it (what ``kfaas dev`` does)::
 (tests use a unique one), the clock drives backoff waits and ping schedules (``ManualClock`` in tests).
 ``await broker.publish("default", event)`` sends an event without HTTP. ``serve_ingress(broker, host,
 port)`` serves the ingress with granian in the running loop until cancelled.
+
+Modules: ``_broker`` (ingress, topology, trigger dispatch), ``_sources`` (queue and ping sources), ``_names``
+(RabbitMQ names and the CloudEvent <-> AMQP mapping), ``_http`` (the delivery client), ``_clock``, ``_serve``,
+``cli`` (``kfaas broker``), ``dlq`` (``kfaas dlq``), ``deadletters`` (``kfaas dead-letters``).
+
+May import: the shared base, the events part and the spec; never the function runtime.
 """
 
 from __future__ import annotations
 
-from kfaas._context import InvalidEvent
-from kfaas._events import parse_events
+from kfaas.base.errors import InvalidEvent
 from kfaas.broker._broker import BrokerUnavailable, DevBroker
 from kfaas.broker._clock import Clock, ManualClock, SystemClock
 from kfaas.broker._names import TriggerRef, triggers_of
 from kfaas.broker._serve import serve_ingress
+from kfaas.events import parse_events
 
 __all__ = [
     "BrokerUnavailable",

@@ -21,9 +21,8 @@ from aio_pika.abc import (
 )
 from cloudevents.http import CloudEvent
 
-from kfaas._context import InvalidEvent
-from kfaas._events import STRUCTURED, parse_events
-from kfaas._events import read_body as read_asgi_body
+from kfaas.base.asgi import read_body as read_asgi_body
+from kfaas.base.errors import InvalidEvent
 from kfaas.broker._clock import Clock, SystemClock
 from kfaas.broker._http import HttpClient, Response
 from kfaas.broker._names import (
@@ -31,6 +30,8 @@ from kfaas.broker._names import (
     ERROR_DATA,
     ERROR_DEST,
     PREFIX,
+    QUORUM,
+    BrokerUnavailable,
     TriggerRef,
     amqp_headers_to_http,
     broker_exchange,
@@ -39,6 +40,8 @@ from kfaas.broker._names import (
     event_to_amqp,
     triggers_of,
 )
+from kfaas.broker._sources import build_sources
+from kfaas.events import STRUCTURED, parse_events
 
 if TYPE_CHECKING:
     from kfaas.spec import AppSpec
@@ -47,16 +50,11 @@ __all__ = ["BrokerUnavailable", "DevBroker", "InvalidEvent"]
 
 log = logging.getLogger("kfaas.broker")
 
-QUORUM = {"x-queue-type": "quorum"}
 # Knative's data-plane contract: these answers are retried, other 4xx (and 1xx/3xx) are final.
 RETRYABLE_STATUS = frozenset({404, 409, 429})
 CODE_CONNECTION_ERROR = 502  # no answer at all: connection refused or reset
 CODE_TIMEOUT = 504  # no answer within the attempt's timeout
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
-
-
-class BrokerUnavailable(RuntimeError):
-    """RabbitMQ did not confirm a publish in time (the ingress answers 503)."""
 
 
 class DevBroker:
@@ -115,8 +113,6 @@ class DevBroker:
         for ref in self.triggers:
             await self._start_trigger(ref)
         if self._with_sources:
-            from kfaas.broker._sources import build_sources
-
             self._sources = build_sources(self)
             for source in self._sources:
                 await source.start()

@@ -26,6 +26,9 @@ __all__ = [
     "ERROR_DATA",
     "ERROR_DEST",
     "ERROR_EXTENSIONS",
+    "PREFIX",
+    "QUORUM",
+    "BrokerUnavailable",
     "TriggerRef",
     "amqp_headers_to_http",
     "broker_exchange",
@@ -35,6 +38,13 @@ __all__ = [
 ]
 
 PREFIX = "ce-"
+QUORUM: dict[str, Any] = {
+    "x-queue-type": "quorum"
+}  # every queue of the broker (and its dead letters) is a quorum queue
+
+
+class BrokerUnavailable(RuntimeError):
+    """RabbitMQ did not confirm a publish in time (the ingress answers 503)."""
 
 
 def connection_ready(connection: Any, stopping: bool = False) -> bool:

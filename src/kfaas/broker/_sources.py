@@ -8,7 +8,7 @@ import json
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 import aio_pika
@@ -16,22 +16,44 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from cloudevents.exceptions import GenericException
 from cloudevents.http import CloudEvent, from_http
 
-from kfaas.broker._broker import QUORUM, BrokerUnavailable
-from kfaas.broker._names import PREFIX, event_from_amqp
-from kfaas.spec import FunctionSpec, PingSource, QueueSource
+from kfaas.broker._clock import Clock
+from kfaas.broker._names import PREFIX, QUORUM, BrokerUnavailable, event_from_amqp
+from kfaas.spec import AppSpec, FunctionSpec, PingSource, QueueSource
 
 if TYPE_CHECKING:
-    from kfaas.broker._broker import DevBroker
+    from aio_pika.abc import AbstractRobustConnection
 
-__all__ = ["PING_TYPE", "QUEUE_TYPE", "PingSourceRunner", "QueueSourceRunner", "build_sources", "queue_event"]
+__all__ = [
+    "PING_TYPE",
+    "QUEUE_TYPE",
+    "PingSourceRunner",
+    "QueueSourceRunner",
+    "SourceHost",
+    "build_sources",
+    "queue_event",
+]
 
 log = logging.getLogger("kfaas.broker.sources")
+
+
+class SourceHost(Protocol):
+    """What a source needs of the broker it feeds (the dev broker is one): names, time, a connection, publish."""
+
+    app: AppSpec
+    namespace: str
+    clock: Clock
+
+    @property
+    def connection(self) -> AbstractRobustConnection: ...
+
+    async def publish(self, broker: str, event: CloudEvent) -> None: ...
+
 
 QUEUE_TYPE = "dev.knative.rabbitmq.event"
 PING_TYPE = "dev.knative.sources.ping"
 
 
-def build_sources(broker: DevBroker) -> list[QueueSourceRunner | PingSourceRunner]:
+def build_sources(broker: SourceHost) -> list[QueueSourceRunner | PingSourceRunner]:
     runners: list[QueueSourceRunner | PingSourceRunner] = []
     for fn in broker.app.functions:
         for source in fn.sources:
@@ -87,7 +109,7 @@ def _looks_structured(body: bytes) -> bool:
 class QueueSourceRunner:
     """Consumes an existing queue; each message is acked only after the broker confirmed its event."""
 
-    def __init__(self, broker: DevBroker, fn: FunctionSpec, spec: QueueSource) -> None:
+    def __init__(self, broker: SourceHost, fn: FunctionSpec, spec: QueueSource) -> None:
         self.broker = broker
         self.spec = spec
         self.name = f"{fn.name}-{spec.name}"
@@ -146,7 +168,7 @@ class QueueSourceRunner:
 class PingSourceRunner:
     """Sends ``dev.knative.sources.ping`` events on a cron schedule, in the source's time zone."""
 
-    def __init__(self, broker: DevBroker, fn: FunctionSpec, spec: PingSource) -> None:
+    def __init__(self, broker: SourceHost, fn: FunctionSpec, spec: PingSource) -> None:
         self.broker = broker
         self.spec = spec
         self.name = f"{fn.name}-{spec.name}"

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 
-from kfaas import _cliopts
+from kfaas.spec import options as _cliopts
 
 __all__ = ["configure", "run"]
 
@@ -36,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kfaas._log import configure_logging
+    from kfaas.base.log import configure_logging
 
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))  # JSON lines, like every kfaas container
     if not _cliopts.has_amqp_url("broker", args.amqp_url):

@@ -29,7 +29,6 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from kfaas import _cliopts
 from kfaas.broker._names import (
     ERROR_CODE,
     ERROR_DATA,
@@ -40,7 +39,8 @@ from kfaas.broker._names import (
     amqp_headers_to_http,
     triggers_of,
 )
-from kfaas.deadletters import BROKER_PREFIX, DeadLetterQueue
+from kfaas.broker.deadletters import BROKER_PREFIX, DeadLetterQueue
+from kfaas.spec import options as _cliopts
 
 __all__ = ["DeadLetter", "configure", "peek", "redrive", "redrive_to_subscriber", "run"]
 

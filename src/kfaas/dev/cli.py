@@ -34,7 +34,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from kfaas import _cliopts
+from kfaas.spec import options as _cliopts
 
 __all__ = ["OffsetClock", "configure", "run"]
 
@@ -266,8 +266,8 @@ class _Dev:
 
     async def _start_front(self, processes: list[Any]) -> None:
         """The broker (with its ingress) and the gateway, once every function is ready."""
+        from kfaas.base.server import serve_embedded
         from kfaas.broker import DevBroker, serve_ingress
-        from kfaas.broker._serve import serve_asgi
         from kfaas.gateway import build
 
         args = self.args
@@ -289,7 +289,9 @@ class _Dev:
             self.say(f"{'broker':<8} | ready: {', '.join(self.broker.brokers)} (namespace {args.namespace})")
         self.gateway = build(self.app, urls, "http://{name}:8080", os.environ.get("KFAAS_CORS_ORIGINS", "*"))
         await self.gateway.start()
-        self.tasks.append(asyncio.create_task(serve_asgi(self.gateway, args.host, args.port), name="gateway"))
+        self.tasks.append(
+            asyncio.create_task(serve_embedded(self.gateway, args.host, args.port), name="gateway")
+        )
         await _wait_http(f"http://{args.host}:{args.port}/health/readiness", 15.0)
 
     async def _stop_front(self) -> None:

@@ -1,9 +1,12 @@
-"""Render deployment files from the function descriptions (``functions/*/function.yaml``).
+"""The render part: deployment files from the function descriptions (``functions/*/function.yaml``).
 
 Three targets share one source: ``docker-compose.yml`` (+ ``.env.example``), the generated parts of
 ``k8s/`` and the functions block of ``charts/kfaas/values.yaml``. Every renderer is a pure function of the
 :class:`~kfaas.spec.AppSpec` returning ``{relative path: file content}``; ``kfaas render --check`` compares
 that with the files on disk, so a committed file that drifts from the descriptions fails CI.
+
+May import: the spec (and the version from the shared base). Never the runtime or function code: rendering
+reads descriptions, it does not load functions.
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ def env_suffix(name: str) -> str:
 
 
 def version() -> str:
-    from kfaas import __version__
+    from kfaas.base.version import __version__
 
     return str(__version__)
 

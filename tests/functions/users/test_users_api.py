@@ -16,8 +16,8 @@ import pytest
 from tcpproxy import TcpProxy
 
 from kfaas import Context, Settings
-from kfaas._app import FunctionApp
-from kfaas._registry import load_target
+from kfaas.runtime.app import FunctionApp
+from kfaas.runtime.targets import load_target
 
 pytestmark = pytest.mark.integration
 

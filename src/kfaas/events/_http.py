@@ -1,17 +1,13 @@
-"""Reading CloudEvents from HTTP requests: binary, structured and batch mode, through the cloudevents SDK.
-
-Shared by the function runtime and the dev broker's ingress, so both refuse the same requests with the same
-messages.
-"""
+"""CloudEvents over HTTP: binary, structured and batch mode in, binary mode out, through the cloudevents SDK."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
-from kfaas._context import InvalidEvent
+from kfaas.base.errors import InvalidEvent
 
-__all__ = ["BATCH", "STRUCTURED", "parse_events", "read_body"]
+__all__ = ["BATCH", "STRUCTURED", "parse_events", "to_binary"]
 
 BATCH = "application/cloudevents-batch+json"
 STRUCTURED = "application/cloudevents"
@@ -81,11 +77,11 @@ def parse_events(headers: dict[str, str], body: bytes) -> list[Any]:
         raise InvalidEvent(f"invalid CloudEvent: {exc}") from None
 
 
-async def read_body(receive: Any) -> bytes:
-    """The whole body of an ASGI HTTP request (the broker ingress and the dead-letter sink)."""
-    body = bytearray()
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            return bytes(body)
+def to_binary(event: Any) -> tuple[dict[str, str], bytes]:
+    """HTTP headers and body of ``event`` in binary content mode, written by the SDK."""
+    from cloudevents.conversion import to_binary as sdk_to_binary
+
+    headers, body = cast("tuple[dict[str, str], Any]", sdk_to_binary(event))
+    if isinstance(body, str):
+        body = body.encode()
+    return headers, body or b""

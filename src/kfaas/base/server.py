@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 log = logging.getLogger("kfaas.serve")
 
-__all__ = ["DrainableApp", "run", "serve"]
+__all__ = ["DrainableApp", "run", "serve", "serve_embedded"]
 
 
 class DrainableApp(Protocol):
@@ -50,7 +50,7 @@ async def serve(
         websockets=False,
         log_access=False,
         backlog=1024,
-        log_enabled=False,  # our JSON logging (kfaas._log) is configured instead
+        log_enabled=False,  # our JSON logging (kfaas.base.log) is configured instead
     )
     # granian waits this long for open requests when it stops; past it, it gives up on them
     server.workers_kill_timeout = max(1, round(drain_seconds))
@@ -89,3 +89,30 @@ def run(app: DrainableApp, host: str, port: int, *, drain_seconds: float = 20.0)
         asyncio.run(serve(app, host, port, drain_seconds=drain_seconds))
     else:
         uvloop.run(serve(app, host, port, drain_seconds=drain_seconds))
+
+
+async def serve_embedded(app: Any, host: str, port: int, *, rsgi: bool = False) -> None:
+    """Serve ``app`` (ASGI without lifespan, or RSGI) on host:port in the running loop until cancelled.
+
+    For servers that live inside another process's loop (the broker ingress and the gateway of
+    ``kfaas dev``): the app shares the caller's connections, and its HTTP parsing stays in Rust.
+    """
+    from granian.constants import Interfaces
+    from granian.server.embed import Server
+
+    logging.getLogger("_granian").setLevel(logging.WARNING)
+    server = Server(
+        app,
+        address=host,
+        port=port,
+        interface=Interfaces.RSGI if rsgi else Interfaces.ASGINL,
+        log_access=False,
+        websockets=False,
+    )
+    task = asyncio.ensure_future(server.serve())
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        server.stop()  # type: ignore[no-untyped-call]
+        await task
+        raise

@@ -2,7 +2,7 @@
 
 A frozen dataclass rather than pydantic-settings: importing pydantic-settings costs ~230 ms, more than the
 whole cold-start budget of a function container (docs/benchmarks.md). Every field is documented in
-docs/settings.md and has the environment variable named in its metadata.
+docs/runtime.md and has the environment variable named in its metadata.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Flags and environment variables are functions-framework's: ``--target``/``FUNCTION_TARGET``,
 ``--source``/``FUNCTION_SOURCE``, ``--signature-type``/``FUNCTION_SIGNATURE_TYPE``, ``--port``/``PORT``,
-``--host``/``HOST``. Every other setting comes from the environment (docs/settings.md).
+``--host``/``HOST``. Every other setting comes from the environment (docs/runtime.md).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 
-from kfaas._settings import Settings, SettingsError
+from kfaas.runtime.settings import Settings, SettingsError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kfaas._log import configure_logging
+    from kfaas.base.log import configure_logging
 
     try:
         settings = Settings.from_env(
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if not settings.target:
         settings = _from_description(settings)
 
-    from kfaas._registry import LoadError, load_target
+    from kfaas.runtime.targets import LoadError, load_target
 
     try:
         target = load_target(settings.source, settings.target, settings.signature_type)
@@ -66,9 +66,9 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
 
-    from kfaas._app import FunctionApp
-    from kfaas._context import Context
-    from kfaas._server import run as run_server
+    from kfaas.base.server import run as run_server
+    from kfaas.runtime.app import FunctionApp
+    from kfaas.runtime.context import Context
 
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     app = FunctionApp(target, Context(settings))

@@ -16,11 +16,11 @@ import aio_pika
 import httpx
 import pytest
 
-from kfaas import _server
-from kfaas.broker._serve import serve_asgi
+from kfaas.base import server as _server
+from kfaas.base.server import serve_embedded
+from kfaas.broker.deadletters import DeadLetterQueue, DeadLetterSink, queues_of
 from kfaas.broker.dlq import peek
 from kfaas.cli import main
-from kfaas.deadletters import DeadLetterQueue, DeadLetterSink, queues_of
 from kfaas.dev.smtp import free_port
 from kfaas.spec import load_app
 
@@ -123,7 +123,7 @@ class Subscriber:
 async def subscriber(client: httpx.AsyncClient, status: int) -> AsyncIterator[Subscriber]:
     sub = Subscriber(status)
     port = free_port()
-    task = asyncio.create_task(serve_asgi(sub, "127.0.0.1", port))
+    task = asyncio.create_task(serve_embedded(sub, "127.0.0.1", port))
     sub.url = f"http://127.0.0.1:{port}/"
     try:
         await _wait_up(client, sub.url + "health")

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from kfaas._settings import Settings
+from kfaas.base.errors import AlreadyDone, InProgress, ServiceUnavailable
+from kfaas.runtime.settings import Settings
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
@@ -25,31 +25,11 @@ if TYPE_CHECKING:
     from pymongo import AsyncMongoClient
     from pymongo.asynchronous.database import AsyncDatabase
 
-__all__ = ["AlreadyDone", "Context", "InProgress", "InvalidEvent", "ServiceUnavailable"]
+__all__ = ["IDEMPOTENCY_COLLECTION", "Context"]
 
 log = logging.getLogger("kfaas")
 
 IDEMPOTENCY_COLLECTION = "kfaas_idempotency"
-
-
-class ServiceUnavailable(RuntimeError):
-    """A backing service (MongoDB, RabbitMQ, SMTP, the broker) did not answer in time: retry later (503)."""
-
-
-class InvalidEvent(ValueError):
-    """The request is not a valid CloudEvent (400), or a handler refuses an event for good (422).
-
-    A handler raises it for input that can never succeed (a malformed order): the broker does not retry a
-    4xx other than 404/409/429 and dead-letters it at once, with this message as the reason.
-    """
-
-
-class AlreadyDone(Exception):
-    """The effect guarded by :meth:`Context.once` already happened for this key."""
-
-
-class InProgress(RuntimeError):
-    """Another delivery of the same event holds the claim right now: retry later."""
 
 
 class Context:
@@ -267,7 +247,3 @@ class Context:
         except OperationFailure as exc:
             self.log.warning("no TTL index on %s (claims will not expire): %s", IDEMPOTENCY_COLLECTION, exc)
         self._ttl_ready = True
-
-
-def monotonic_ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 2)

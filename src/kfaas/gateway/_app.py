@@ -1,44 +1,23 @@
-"""``kfaas gateway``: one base URL in front of every HTTP function (the seed's API Gateway).
-
-Routes come from the ``routes`` of each ``kind: http`` description (path templates such as ``/users/{id}``);
-a request is proxied to the function that declares the path and method, at a URL taken from a name → URL
-mapping (``--url name=URL``, what ``kfaas dev`` passes) or from ``KFAAS_FUNCTION_URL_TEMPLATE``
-(``http://{name}:8080`` in compose). A literal path segment wins over a template one (``/orders/stats``
-before ``/orders/{id}``).
-
-- CORS for every answer (``KFAAS_CORS_ORIGINS``, ``*`` by default; a comma-separated list echoes a listed
-  ``Origin``), preflight ``OPTIONS`` answered here; a function's own CORS headers are replaced, not doubled;
-- 404 JSON for a path no function declares, 405 JSON (with ``Allow``) for a known path and another method;
-- 502 JSON when the function does not answer (down, refusing), 504 JSON when it is slower than its
-  description's ``timeout``;
-- ``GET /health/liveness`` and ``/health/readiness`` of the gateway itself;
-- one JSON log line per request: method, path, function, status, duration.
-
-Pooled ``httpx.AsyncClient`` connections; served with granian like the runtime.
-"""
+"""The gateway's ASGI app: routing, CORS, proxying to the functions, JSON errors."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
 import re
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kfaas import _cliopts
-from kfaas._inflight import InFlight
+from kfaas.base.inflight import InFlight
 
 if TYPE_CHECKING:
     import httpx
 
     from kfaas.spec import AppSpec
 
-__all__ = ["Gateway", "GatewayRoute", "configure", "routes_of", "run"]
+__all__ = ["Gateway", "GatewayRoute", "build", "resolver", "routes_of"]
 
 log = logging.getLogger("kfaas.gateway")
 
@@ -331,19 +310,6 @@ class Gateway:
         return response.status_code, [*out, *cors], content
 
 
-# -- CLI -------------------------------------------------------------------------------------------------
-
-
-def _url_mapping(items: Sequence[str]) -> dict[str, str]:
-    urls = {}
-    for item in items:
-        name, sep, url = item.partition("=")
-        if not sep or not name or not url:
-            raise ValueError(f"--url expects NAME=URL, got {item!r}")
-        urls[name] = url
-    return urls
-
-
 def resolver(urls: Mapping[str, str], template: str) -> Callable[[str], str]:
     """URL of a function: from ``urls`` when named there, else from ``template`` (``{name}`` replaced)."""
 
@@ -353,46 +319,7 @@ def resolver(urls: Mapping[str, str], template: str) -> Callable[[str], str]:
     return resolve
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    env = os.environ.get
-    _cliopts.functions_folder(parser)
-    parser.add_argument("--host", default=env("HOST", "0.0.0.0"), help="address to listen on (env HOST)")
-    parser.add_argument("--port", type=int, default=int(env("PORT", "8080")), help="port (env PORT, 8080)")
-    _cliopts.url_template(parser)
-    parser.add_argument(
-        "--url", action="append", default=[], metavar="NAME=URL", help="URL of one function (repeatable)"
-    )
-    parser.add_argument(
-        "--cors-origins",
-        default=env("KFAAS_CORS_ORIGINS", "*"),
-        help="allowed origins, comma-separated, or * (env KFAAS_CORS_ORIGINS)",
-    )
-
-
 def build(app: AppSpec, urls: Mapping[str, str], template: str, cors_origins: str) -> Gateway:
     if "{name}" not in template:
         raise ValueError(f"the URL template {template!r} has no {{name}}")
     return Gateway(routes_of(app), resolver(urls, template), cors_origins=cors_origins.split(","))
-
-
-def run(args: argparse.Namespace) -> int:
-    from kfaas._log import configure_logging
-    from kfaas._server import run as run_server
-    from kfaas.spec import SpecError, load_app
-
-    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
-    try:
-        gateway = build(
-            load_app(args.functions), _url_mapping(args.url), args.url_template, args.cors_origins
-        )
-    except (SpecError, ValueError) as exc:
-        sys.stderr.write(f"kfaas gateway: {exc}\n")
-        return 2
-    for route in gateway.routes:
-        log.info("route %s %s -> %s", ",".join(sorted(route.methods)), route.template, route.function)
-    try:
-        run_server(gateway, args.host, args.port, drain_seconds=10.0)
-    except OSError as exc:
-        log.error("cannot serve on %s:%d: %s", args.host, args.port, exc)
-        return 1
-    return 0

@@ -12,8 +12,9 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from kfaas._context import Context, ServiceUnavailable
-from kfaas._registry import Target
+from kfaas.base.errors import ServiceUnavailable
+from kfaas.runtime.context import Context
+from kfaas.runtime.targets import Target
 
 log = logging.getLogger("kfaas.serve")
 

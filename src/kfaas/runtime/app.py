@@ -9,17 +9,20 @@ directly, with the :class:`~kfaas.Context` in ``request.state.kfaas`` and ``app.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, cast
+from typing import Any
 
-from kfaas._context import AlreadyDone, Context, InProgress, InvalidEvent, ServiceUnavailable
-from kfaas._events import parse_events
-from kfaas._inflight import InFlight
-from kfaas._log import RequestLog
-from kfaas._registry import Target
+from kfaas.base.asgi import json_answer as _json_body
+from kfaas.base.asgi import read_body as _read_body
+from kfaas.base.asgi import send_answer as _send
+from kfaas.base.errors import AlreadyDone, InProgress, InvalidEvent, ServiceUnavailable
+from kfaas.base.inflight import InFlight
+from kfaas.events import parse_events, to_binary
+from kfaas.runtime.context import Context
+from kfaas.runtime.log import RequestLog
+from kfaas.runtime.targets import Target
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -28,42 +31,13 @@ Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("kfaas.serve")
 
-_JSON = [(b"content-type", b"application/json")]
-MAX_BODY = 10 * 1024 * 1024  # Knative's default ingress limit is larger; 10 MiB keeps a pod's memory safe
-
-
-def _json_body(status: int, payload: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    return status, _JSON, json.dumps(payload).encode()
-
-
-async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionAbortedError("client disconnected")
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > MAX_BODY:
-                raise InvalidEvent(f"request body larger than {MAX_BODY} bytes")
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
 
 def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
 class FunctionApp:
-    """ASGI app around one loaded :class:`~kfaas._registry.Target`."""
+    """ASGI app around one loaded :class:`~kfaas.runtime.targets.Target`."""
 
     def __init__(self, target: Target, ctx: Context, request_log: RequestLog | None = None) -> None:
         self.target = target
@@ -188,13 +162,9 @@ class FunctionApp:
             return _json_body(
                 500, {"error": "the function returned something other than None or a CloudEvent; see its log"}
             )
-        from cloudevents.conversion import to_binary
-
-        headers, body = cast("tuple[dict[str, str], Any]", to_binary(reply))
+        headers, body = to_binary(reply)
         raw_headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()]
-        if isinstance(body, str):
-            body = body.encode()
-        return 200, raw_headers, body or b""
+        return 200, raw_headers, body
 
     # -- HTTP functions and ASGI apps -----------------------------------------------------------------
     def _with_state(self, scope: Scope) -> Scope:
@@ -217,7 +187,7 @@ class FunctionApp:
             handler = self.target.func
         else:
             if self._http_handler is None:
-                from kfaas._http import http_handler
+                from kfaas.runtime.http import http_handler
 
                 self._http_handler = http_handler(self.target, self.ctx)
             handler = self._http_handler

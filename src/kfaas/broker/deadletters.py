@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from kfaas import _cliopts
-from kfaas._inflight import InFlight
+from kfaas.base.inflight import InFlight
+from kfaas.broker._names import PREFIX, QUORUM, connection_ready, event_to_amqp, triggers_of
+from kfaas.spec import options as _cliopts
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractRobustConnection
@@ -35,10 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DeadLetterQueue", "DeadLetterSink", "RabbitMQUnavailable", "configure", "queues_of", "run"]
 
-log = logging.getLogger("kfaas.deadletters")
+log = logging.getLogger("kfaas.broker.deadletters")
 
-PREFIX = "ce-"
-QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}  # as the dev broker declares its dead-letter queues
 BROKER_PREFIX = "broker-"
 CONNECT_TIMEOUT = 5.0
 CONFIRM_TIMEOUT = 10.0
@@ -57,14 +56,12 @@ class DeadLetterQueue:
 
     @property
     def dead_letter_queue(self) -> str:
-        # the dev broker's name for a trigger's dead letters (kfaas.broker._names.TriggerRef)
+        # the dev broker's name for a trigger's dead letters (TriggerRef.dead_letter_queue)
         return f"t.{self.namespace}.{self.name}.dlq"
 
 
 def queues_of(app: AppSpec, namespace: str) -> dict[str, DeadLetterQueue]:
     """Sink paths (``/<function>-<trigger>``, ``/broker-<name>``) and their queues."""
-    from kfaas.broker._names import triggers_of
-
     names = [ref.name for ref in triggers_of(app, namespace) if ref.delivery.dead_letter]
     names += [BROKER_PREFIX + broker for broker in app.brokers]
     return {f"/{name}": DeadLetterQueue(name, namespace) for name in names}
@@ -86,8 +83,6 @@ class DeadLetterSink:
     # -- RabbitMQ ------------------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        from kfaas.broker._names import connection_ready
-
         return connection_ready(self._connection, self._stopping)
 
     async def channel(self) -> AbstractChannel:
@@ -169,8 +164,9 @@ class DeadLetterSink:
                 return
 
     async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        from kfaas._context import InvalidEvent
-        from kfaas._events import parse_events, read_body
+        from kfaas.base.asgi import read_body
+        from kfaas.base.errors import InvalidEvent
+        from kfaas.events import parse_events
 
         path: str = scope["path"].rstrip("/") or "/"
         if path in ("/health/readiness", "/health/liveness"):
@@ -205,7 +201,7 @@ class DeadLetterSink:
                 await self.store(queue, attributes, headers.get("content-type"), body)
             else:
                 for event in events:
-                    await self.store(queue, *_to_amqp(event))
+                    await self.store(queue, *event_to_amqp(event))
         except RabbitMQUnavailable as exc:
             log.warning("dead letter for %s not stored: %s", queue.name, exc)
             await _json(send, 503, {"error": "RabbitMQ is unavailable, retry later"})
@@ -221,7 +217,7 @@ class DeadLetterSink:
         await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]})
         await send({"type": "http.response.body", "body": b""})
 
-    # -- kfaas._server.DrainableApp ------------------------------------------------------------------
+    # -- kfaas.base.server.DrainableApp ------------------------------------------------------------------
     async def drain(self, timeout: float) -> bool:
         return await self._in_flight.wait_idle(timeout)
 
@@ -231,12 +227,6 @@ class DeadLetterSink:
             await self._connection.close()
         self._connection = None
         self._channel = None
-
-
-def _to_amqp(event: Any) -> tuple[dict[str, Any], str | None, bytes]:
-    from kfaas.broker._names import event_to_amqp
-
-    return event_to_amqp(event)
 
 
 async def _json(send: Any, status: int, payload: dict[str, Any], allow: str | None = None) -> None:
@@ -259,8 +249,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kfaas import _server
-    from kfaas._log import configure_logging
+    from kfaas.base import server as _server
+    from kfaas.base.log import configure_logging
 
     configure_logging()
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)

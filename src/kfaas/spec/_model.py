@@ -1,13 +1,4 @@
-"""The function description: one ``function.yaml`` per ``functions/<name>/`` folder.
-
-Everything kfaas knows about a function comes from here: how to serve it, which HTTP routes the gateway
-sends to it, which broker events reach it (triggers with an exact attribute filter and a delivery spec),
-which sources feed the broker (a RabbitMQ queue, a cron schedule), how it scales, its resources, settings
-and database permissions. ``docker-compose.yml``, ``k8s/`` and the chart's values are rendered from these
-descriptions, and the dev broker and ``kfaas dev`` read them too, so nothing is written twice by hand.
-
-The JSON schema of the file is ``kfaas schema`` (also committed as ``docs/function.schema.json``).
-"""
+"""The typed model of ``function.yaml`` (pydantic): every field, its default and its checks."""
 
 from __future__ import annotations
 
@@ -16,14 +7,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "DEFAULT_BROKER",
+    "DESCRIPTION_FILE",
     "AppSpec",
     "DatabaseAccess",
     "Delivery",
+    "Events",
     "FunctionSpec",
     "PingSource",
     "QueueSource",
@@ -31,8 +23,6 @@ __all__ = [
     "Scaling",
     "SpecError",
     "Trigger",
-    "load_app",
-    "load_function",
     "parse_duration",
 ]
 
@@ -277,50 +267,3 @@ class AppSpec(_Model):
         names = {t.broker for f in self.functions for t in f.triggers}
         names |= {s.broker for f in self.functions for s in f.sources}
         return sorted(names)
-
-
-def load_function(folder: Path) -> FunctionSpec:
-    """Read and validate ``folder/function.yaml``; errors name the file and the field."""
-    file = folder / DESCRIPTION_FILE
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise SpecError(f"{file}: missing (every function folder needs a {DESCRIPTION_FILE})") from exc
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{file}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise SpecError(f"{file}: expected a mapping at the top level")
-    raw.setdefault("name", folder.name)
-    try:
-        spec = FunctionSpec.model_validate({**raw, "path": folder})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-        )
-        raise SpecError(f"{file}: {problems}") from exc
-    if spec.name != folder.name:
-        raise SpecError(f"{file}: name {spec.name!r} differs from its folder {folder.name!r}")
-    if not (folder / spec.source).is_file():
-        raise SpecError(f"{file}: source {spec.source!r} does not exist in {folder}")
-    return spec
-
-
-def load_app(root: Path) -> AppSpec:
-    """Read every ``<root>/*/function.yaml`` (folders starting with '_' or '.' are skipped)."""
-    if not root.is_dir():
-        raise SpecError(f"{root}: no such functions folder")
-    folders = sorted(
-        p
-        for p in root.iterdir()
-        if p.is_dir() and not p.name.startswith(("_", ".")) and p.name != "__pycache__"
-    )
-    functions = [load_function(p) for p in folders if (p / DESCRIPTION_FILE).exists()]
-    return AppSpec(functions=functions, root=root)
-
-
-def json_schema() -> dict[str, Any]:
-    """The JSON schema of ``function.yaml`` (for editors and the docs)."""
-    schema = FunctionSpec.model_json_schema(by_alias=True)
-    schema["properties"].pop("path", None)
-    schema["title"] = "kfaas function description (function.yaml)"
-    return schema

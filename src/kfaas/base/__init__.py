@@ -1,0 +1,12 @@
+"""The shared base: what every kfaas server stands on, and nothing else.
+
+- ``server``: the embedded HTTP server (granian in the running event loop) with Knative's shutdown contract;
+- ``log``: JSON log lines on stderr;
+- ``inflight``: requests in progress, for draining on SIGTERM;
+- ``asgi``: small ASGI helpers (JSON answers, a bounded request-body reader);
+- ``errors``: the error types whose meaning crosses parts (``InvalidEvent``, ``ServiceUnavailable``, ...);
+- ``version``: the package version.
+
+May import: nothing of kfaas. Imported by the runtime, the broker, the gateway, the renderers and ``kfaas dev``,
+so that none of them reaches into another's files.
+"""

@@ -1,0 +1,65 @@
+"""``kfaas gateway``: run the API gateway (the ``gateway`` service of compose, the public Knative Service)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from kfaas.gateway._app import build
+from kfaas.spec import options as _cliopts
+
+__all__ = ["configure", "run"]
+
+log = logging.getLogger("kfaas.gateway")
+
+
+def _url_mapping(items: Sequence[str]) -> dict[str, str]:
+    urls = {}
+    for item in items:
+        name, sep, url = item.partition("=")
+        if not sep or not name or not url:
+            raise ValueError(f"--url expects NAME=URL, got {item!r}")
+        urls[name] = url
+    return urls
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    _cliopts.functions_folder(parser)
+    parser.add_argument("--host", default=env("HOST", "0.0.0.0"), help="address to listen on (env HOST)")
+    parser.add_argument("--port", type=int, default=int(env("PORT", "8080")), help="port (env PORT, 8080)")
+    _cliopts.url_template(parser)
+    parser.add_argument(
+        "--url", action="append", default=[], metavar="NAME=URL", help="URL of one function (repeatable)"
+    )
+    parser.add_argument(
+        "--cors-origins",
+        default=env("KFAAS_CORS_ORIGINS", "*"),
+        help="allowed origins, comma-separated, or * (env KFAAS_CORS_ORIGINS)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from kfaas.base.log import configure_logging
+    from kfaas.base.server import run as run_server
+    from kfaas.spec import SpecError, load_app
+
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    try:
+        gateway = build(
+            load_app(args.functions), _url_mapping(args.url), args.url_template, args.cors_origins
+        )
+    except (SpecError, ValueError) as exc:
+        sys.stderr.write(f"kfaas gateway: {exc}\n")
+        return 2
+    for route in gateway.routes:
+        log.info("route %s %s -> %s", ",".join(sorted(route.methods)), route.template, route.function)
+    try:
+        run_server(gateway, args.host, args.port, drain_seconds=10.0)
+    except OSError as exc:
+        log.error("cannot serve on %s:%d: %s", args.host, args.port, exc)
+        return 1
+    return 0

@@ -1,0 +1,15 @@
+"""The runtime part: everything of ``kfaas serve``, the process inside every function container.
+
+- ``serve``: the command (flags and environment variables as functions-framework's);
+- ``settings``: the one typed settings object, read once from the environment;
+- ``targets``: loading the user's code, the ``http``/``cloud_event`` decorators, the signature types;
+- ``app``: the ASGI application (health, CloudEvents in and out, JSON errors, one log line per request);
+- ``http``: ``http`` functions (a Starlette request in, functions-framework's return conventions out);
+- ``context``: the clients a handler uses (MongoDB, RabbitMQ, SMTP, the event sink, idempotency);
+- ``log``: the per-request log line.
+
+May import: the shared base (``kfaas.base``) and the events part. Never the broker, the gateway, the
+renderers, ``kfaas dev`` or the command table: a function container loads only what serving a function
+needs, which keeps its cold start low (docs/benchmarks.md). This ``__init__`` imports nothing for the same
+reason.
+"""

@@ -1,0 +1,53 @@
+"""The spec part: the function description (``functions/<name>/function.yaml``), its loading and its schema.
+
+Everything kfaas knows about a function comes from here: how to serve it, which HTTP routes the gateway
+sends to it, which broker events reach it (triggers with an exact attribute filter and a delivery spec),
+which sources feed the broker (a RabbitMQ queue, a cron schedule), how it scales, its resources, settings
+and database permissions. ``docker-compose.yml``, ``k8s/`` and the chart's values are rendered from these
+descriptions, and the dev broker and ``kfaas dev`` read them too, so nothing is written twice by hand.
+
+- ``_model``: the typed model (pydantic); ``_load``: reading one folder or a whole ``functions/`` tree;
+- ``schema``: the ``kfaas schema`` command (the JSON schema of the file);
+- ``options``: the command-line options shared by every command that reads the descriptions.
+
+May import: the shared base (``kfaas.base``) only. Imported by the broker, the gateway, the renderers and
+``kfaas dev``; never by the function runtime (a function container does not pay for pydantic).
+"""
+
+from kfaas.spec._load import json_schema, load_app, load_function
+from kfaas.spec._model import (
+    DEFAULT_BROKER,
+    DESCRIPTION_FILE,
+    AppSpec,
+    DatabaseAccess,
+    Delivery,
+    Events,
+    FunctionSpec,
+    PingSource,
+    QueueSource,
+    Route,
+    Scaling,
+    SpecError,
+    Trigger,
+    parse_duration,
+)
+
+__all__ = [
+    "DEFAULT_BROKER",
+    "DESCRIPTION_FILE",
+    "AppSpec",
+    "DatabaseAccess",
+    "Delivery",
+    "Events",
+    "FunctionSpec",
+    "PingSource",
+    "QueueSource",
+    "Route",
+    "Scaling",
+    "SpecError",
+    "Trigger",
+    "json_schema",
+    "load_app",
+    "load_function",
+    "parse_duration",
+]
