@@ -18,6 +18,7 @@ Other processes' CPU use is sampled before and during every round and pass; ``--
 machine and redoes a measurement others disturbed. Per-request server CPU is reported beside req/s.
 
 Usage: .venv/bin/python bench/runtime.py [--quick] [--quiet 0.1] [--hello sync|async] [--only kfaas,...]
+       [--compare VENV]   (also runs the kfaas of another venv, side by side: a before/after of a change)
 """
 
 from __future__ import annotations
@@ -101,8 +102,8 @@ def runtimes(hello: str = "hello") -> list[Runtime]:
             "{port}",
         ],
     )
-    if importlib.util.find_spec("kfaas._serve_cmd") is None:
-        kfaas.missing = "kfaas._serve_cmd does not exist yet (`kfaas serve` not implemented)"
+    if importlib.util.find_spec("kfaas.runtime.serve") is None:
+        kfaas.missing = "kfaas.runtime.serve does not exist yet (`kfaas serve` not implemented)"
     ff = Runtime(
         "ff-asgi",
         [
@@ -642,6 +643,12 @@ def main() -> int:
         help="before each round/pass wait until other processes use at most this share of the CPU (e.g. 0.1)",
     )
     parser.add_argument("--quiet-wait", type=float, default=60.0, help="longest wait for --quiet, seconds")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="VENV",
+        help="also run the kfaas installed in VENV as 'kfaas-compare' (another build, e.g. the last release)",
+    )
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the `finally` blocks stop the servers started so far
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -668,6 +675,12 @@ def main() -> int:
     print(f"main venv: {info['main_venv']}\nfunc-python venv: {info['func_python_venv']}")
 
     rts = runtimes("hello" if args.hello == "sync" else "hello_async")
+    if args.compare:
+        other = args.compare.resolve() / "bin" / "kfaas"
+        compare = Runtime("kfaas-compare", [str(other), *rts[0].argv[1:]])
+        if not other.exists():
+            compare.missing = f"{other} does not exist"
+        rts.insert(1, compare)
     if args.only:
         rts = [rt for rt in rts if rt.name in args.only.split(",")]
     for rt in rts:
