@@ -102,8 +102,8 @@ def runtimes(hello: str = "hello") -> list[Runtime]:
             "{port}",
         ],
     )
-    if importlib.util.find_spec("kfaas.runtime.serve") is None:
-        kfaas.missing = "kfaas.runtime.serve does not exist yet (`kfaas serve` not implemented)"
+    if not (BIN / "kfaas").exists():
+        kfaas.missing = f"no kfaas in {BIN} (install kfaas into this venv)"
     ff = Runtime(
         "ff-asgi",
         [
