@@ -75,22 +75,19 @@ class GatewayRoute:
 
 
 def routes_of(app: AppSpec) -> list[GatewayRoute]:
-    """Every route of every http function, most specific first; a path+method declared twice is an error."""
+    """Every route of every http function, most specific first; a method + path template that two
+    functions declare is an error (``load_app`` refuses such descriptions already)."""
+    from kfaas.spec import route_conflicts
+
+    conflicts = route_conflicts(app.functions)
+    if conflicts:
+        raise ValueError("; ".join(conflicts))
     routes = [
         GatewayRoute.build(r.path, r.methods, fn.name, float(fn.timeout))
         for fn in app.functions
         if fn.kind == "http"
         for r in fn.routes
     ]
-    seen: dict[tuple[str, str], str] = {}
-    for route in routes:
-        key = _PARAM.sub("{}", route.template.rstrip("/"))
-        for method in route.methods - {"HEAD"}:
-            other = seen.setdefault((key, method), route.function)
-            if other != route.function:
-                raise ValueError(
-                    f"{method} {route.template} is declared by both {other} and {route.function}"
-                )
     return sorted(routes, key=lambda r: (-r.literal_segments, r.template))
 
 

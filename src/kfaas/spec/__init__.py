@@ -30,6 +30,7 @@ from kfaas.spec._model import (
     SpecError,
     Trigger,
     parse_duration,
+    route_conflicts,
 )
 
 __all__ = [
@@ -50,4 +51,5 @@ __all__ = [
     "load_app",
     "load_function",
     "parse_duration",
+    "route_conflicts",
 ]

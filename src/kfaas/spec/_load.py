@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from kfaas.spec._model import DESCRIPTION_FILE, AppSpec, FunctionSpec, SpecError
+from kfaas.spec._model import DESCRIPTION_FILE, AppSpec, FunctionSpec, SpecError, route_conflicts
 
 __all__ = ["json_schema", "load_app", "load_function"]
 
@@ -40,7 +40,11 @@ def load_function(folder: Path) -> FunctionSpec:
 
 
 def load_app(root: Path) -> AppSpec:
-    """Read every ``<root>/*/function.yaml`` (folders starting with '_' or '.' are skipped)."""
+    """Read every ``<root>/*/function.yaml`` (folders starting with '_' or '.' are skipped).
+
+    Besides each description on its own, the whole is checked: two http functions may not declare the same
+    method and path template (the gateway could route it to only one of them).
+    """
     if not root.is_dir():
         raise SpecError(f"{root}: no such functions folder")
     folders = sorted(
@@ -49,6 +53,9 @@ def load_app(root: Path) -> AppSpec:
         if p.is_dir() and not p.name.startswith(("_", ".")) and p.name != "__pycache__"
     )
     functions = [load_function(p) for p in folders if (p / DESCRIPTION_FILE).exists()]
+    conflicts = route_conflicts(functions)
+    if conflicts:
+        raise SpecError(f"{root}: " + "; ".join(conflicts))
     return AppSpec(functions=functions, root=root)
 
 

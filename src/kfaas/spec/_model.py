@@ -24,6 +24,7 @@ __all__ = [
     "SpecError",
     "Trigger",
     "parse_duration",
+    "route_conflicts",
 ]
 
 DEFAULT_BROKER = "default"
@@ -35,6 +36,7 @@ _DURATION = re.compile(
     r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
 )
 _CE_ATTRIBUTE = re.compile(r"^[a-z0-9]{1,20}$")  # CloudEvents attribute names
+_PATH_PARAM = re.compile(r"\{[^/{}]*\}")
 
 
 class SpecError(ValueError):
@@ -68,6 +70,39 @@ class Route(_Model):
 
     path: str = Field(pattern=r"^/", description="Path template, e.g. /users/{id}")
     methods: list[HttpMethod] = Field(default_factory=lambda: list[HttpMethod](["GET"]))
+
+
+def route_key(path: str) -> str:
+    """A path template with its parameter names and trailing slash left out: ``/users/{id}`` and
+    ``/users/{userId}/`` are one route to the gateway, which matches a parameter to any segment."""
+    return _PATH_PARAM.sub("{}", path.rstrip("/")) or "/"
+
+
+def route_conflicts(functions: list[FunctionSpec]) -> list[str]:
+    """Every method + path template that two http functions declare, naming both (empty: no conflict).
+
+    The gateway answers HEAD for every GET route, so one function's HEAD conflicts with another's GET.
+    """
+    owners: dict[tuple[str, str], tuple[str, str]] = {}
+    clashes: dict[tuple[str, str, str, str], set[str]] = {}
+    for fn in functions:
+        if fn.kind != "http":
+            continue
+        for route in fn.routes:
+            methods = set(route.methods) | ({"HEAD"} if "GET" in route.methods else set())
+            for method in methods:
+                first, first_path = owners.setdefault((method, route_key(route.path)), (fn.name, route.path))
+                if first != fn.name:
+                    clashes.setdefault((first, first_path, fn.name, route.path), set()).add(method)
+    messages = []
+    for (first, first_path, second, second_path), methods in clashes.items():
+        shown = sorted(methods - {"HEAD"} if methods - {"HEAD"} else methods)
+        paths = first_path if first_path == second_path else f"{first_path} and {second_path}"
+        messages.append(
+            f"route {'/'.join(shown)} {paths} is declared by both {first} and {second}: "
+            "a method and path template belong to one function"
+        )
+    return messages
 
 
 class Delivery(_Model):
