@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -214,3 +215,82 @@ def test_without_a_target_the_function_description_names_it(function: str, expec
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert f"would serve {expected}" in out
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "complaint"),
+    [
+        (
+            "MONGODB_URL",
+            "mongo://kfaas:s3cret@db/",
+            "MONGODB_URL='mongo://kfaas:***@db/' does not start with",
+        ),
+        ("MONGODB_URL", "mongodb://kfaas:s3cret@db:port/", "is not a valid MongoDB URL"),
+        ("AMQP_URL", "http://kfaas:s3cret@rabbitmq/", "AMQP_URL='http://kfaas:***@rabbitmq/' does not start"),
+        ("K_SINK", "broker-ingress:8080", "K_SINK='broker-ingress:8080' does not start with http://"),
+    ],
+)
+def test_a_url_that_can_never_work_stops_serve_at_once(variable: str, value: str, complaint: str) -> None:
+    source = str(SAMPLES / "cloudevents" / "main.py")
+    proc = kfaas(
+        "serve", "--source", source, "--target", "record", "--port", str(free_port()), env={variable: value}
+    )
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2, err
+    lines = (out + err).strip().splitlines()
+    assert len(lines) == 1, err
+    assert complaint in lines[0]
+    assert "s3cret" not in lines[0]
+
+
+@pytest.mark.integration
+async def test_an_unreachable_service_keeps_serve_up_not_ready_and_says_so_once(amqp_url: str) -> None:
+    """Knative restarts a container that exits, with a growing back-off: a function that exited while
+    RabbitMQ restarts would stay down for minutes after RabbitMQ is back. kfaas serve keeps running, answers
+    readiness 503 naming the service (no traffic is routed to it meanwhile) and is ready as soon as the
+    service answers; the log says so once each way, not on every probe."""
+    from urllib.parse import urlsplit
+
+    from tcpproxy import TcpProxy
+
+    real = urlsplit(amqp_url)
+    proxy = TcpProxy(real.hostname or "127.0.0.1", real.port or 5672)
+    proxy.port = free_port()  # RabbitMQ "is" there, but nothing listens yet
+    url = amqp_url.replace(f":{real.port}", f":{proxy.port}", 1)
+    port = free_port()
+    source = str(SAMPLES / "cloudevents" / "main.py")
+    proc = kfaas(
+        "serve",
+        "--source",
+        source,
+        "--target",
+        "record",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        env={"AMQP_URL": url},
+    )
+    try:
+        wait_ready(port, proc)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            for _ in range(10):
+                answer = await client.get("/health/readiness")
+                assert answer.status_code == 503
+                assert answer.json()["rabbitmq"].startswith("error: ")
+            await proxy.start()
+            for _ in range(100):
+                if (await client.get("/health/readiness")).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("not ready 10 s after RabbitMQ came back")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        await proxy.stop()
+    assert proc.returncode == 0, err
+    messages = [json.loads(line)["msg"] for line in err.splitlines() if line.startswith("{")]
+    assert sum(m.startswith("not ready: rabbitmq does not answer") for m in messages) == 1, messages
+    assert sum(m == "rabbitmq answers again" for m in messages) == 1, messages
+    assert not [m for m in messages if "transport" in m or "Reconnecting" in m], messages

@@ -4,6 +4,7 @@
 - ``log``: JSON log lines on stderr;
 - ``inflight``: requests in progress, for draining on SIGTERM;
 - ``asgi``: small ASGI helpers (JSON answers, a bounded request-body reader);
+- ``urls``: service URLs with the password hidden, for messages;
 - ``errors``: the error types whose meaning crosses parts (``InvalidEvent``, ``ServiceUnavailable``, ...);
 - ``version``: the package version.
 

@@ -5,18 +5,106 @@ current event loop, so there is one process per container and no worker spawn at
 
 On SIGTERM (or SIGINT): readiness turns 503, requests in flight get up to ``drain_seconds`` to finish, the
 server stops accepting, clients are closed in the app's lifespan shutdown, and the process exits 0.
+
+A port that is taken is refused before anything starts (:class:`PortClaim`, :class:`PortInUse`): granian
+binds with ``SO_REUSEPORT`` on Linux, so without the claim a second server on the same port would bind
+beside the first and the kernel would share the connections between them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import socket
+import sys
 from typing import Any, Protocol
 
 log = logging.getLogger("kfaas.serve")
 
-__all__ = ["DrainableApp", "run", "serve", "serve_embedded"]
+__all__ = ["DrainableApp", "PortClaim", "PortInUse", "StartupFailed", "run", "serve", "serve_embedded"]
+
+
+class StartupFailed(RuntimeError):
+    """The app's lifespan start-up failed (the app logged why); the server did not start."""
+
+
+class PortInUse(OSError):
+    """The port is taken; the message names it (and whether another kfaas server holds it)."""
+
+
+class PortClaim:
+    """The right to serve on ``host:port``, taken before the server binds and held while it runs.
+
+    granian (2.x) binds its listener with ``SO_REUSEPORT`` on Linux. Two processes of one user that both
+    set it may listen on the same port, and the kernel then spreads the connections over them: a second
+    ``kfaas gateway`` on a port in use would start without a word and answer some of the requests meant
+    for the first. A claim refuses that in two steps, each raising :class:`PortInUse`:
+
+    1. it binds an abstract Unix socket named after the port (Linux), held for the claim's life: a second
+       kfaas server on that port fails here, even when both start at the same instant;
+    2. it binds a plain TCP socket (``SO_REUSEADDR``, no ``SO_REUSEPORT``) to ``host:port`` and closes it:
+       this fails while anything at all listens there, a kfaas server (whose ``SO_REUSEPORT`` socket lets no
+       socket without the option beside it) or any other program.
+
+    Port 0 (the system picks one) is never contested and claims nothing.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._lock: socket.socket | None = None
+        if port == 0:
+            return
+        if sys.platform == "linux":
+            lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                lock.bind(f"\0kfaas-port-{port}")
+            except OSError:
+                lock.close()
+                raise PortInUse(
+                    f"{host}:{port} is in use: another kfaas server listens on port {port}"
+                ) from None
+            self._lock = lock
+        try:
+            self._probe()
+        except BaseException:
+            self.release()
+            raise
+
+    def _probe(self) -> None:
+        try:
+            infos = socket.getaddrinfo(
+                self.host or None, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+        except socket.gaierror as exc:
+            raise OSError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a TIME_WAIT left over is no owner
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise PortInUse(f"{self.host}:{self.port} is in use ({exc.strerror})") from None
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def __enter__(self) -> PortClaim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _bind_failure(exc: BaseException, host: str, port: int) -> BaseException:
+    """granian reports a bind that failed as RuntimeError("Address already in use (os error 98)")."""
+    if isinstance(exc, RuntimeError) and "in use" in str(exc).lower():
+        return PortInUse(f"{host}:{port} is in use ({exc})")
+    return exc
 
 
 class DrainableApp(Protocol):
@@ -35,10 +123,17 @@ async def serve(
     drain_seconds: float = 20.0,
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
+    claim: PortClaim | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT or until ``stop`` is set, then drain and return."""
+    """Serve until SIGTERM/SIGINT or until ``stop`` is set, then drain and return.
+
+    Raises :class:`PortInUse` at once when the port is taken (``claim``: one taken earlier, kept until the
+    server stops).
+    """
     from granian.constants import HTTPModes, Interfaces
     from granian.server.embed import Server
+
+    claim = claim or PortClaim(host, port)
 
     logging.getLogger("granian").setLevel(logging.ERROR)  # "embedded server is experimental" on every start
     server = Server(
@@ -74,32 +169,46 @@ async def serve(
     except (TimeoutError, asyncio.CancelledError):
         log.warning("requests were still open after %ss; stopping anyway", drain_seconds)
         await app.shutdown()  # the lifespan shutdown did not run: close the clients here
+    except RuntimeError as exc:
+        raise _bind_failure(exc, host, port) from None
+    except Exception as exc:
+        if type(exc).__name__ == "FatalError":  # granian.errors.FatalError("ASGI lifespan startup")
+            raise StartupFailed(str(exc)) from None
+        raise
     finally:
         watcher.cancel()
+        claim.release()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     log.info("stopped")
 
 
-def run(app: DrainableApp, host: str, port: int, *, drain_seconds: float = 20.0) -> None:
-    """Run :func:`serve` on a fresh event loop (uvloop when installed)."""
+def run(
+    app: DrainableApp, host: str, port: int, *, drain_seconds: float = 20.0, claim: PortClaim | None = None
+) -> None:
+    """Run :func:`serve` on a fresh event loop (uvloop when installed); :class:`PortInUse` before it starts."""
+    claim = claim or PortClaim(host, port)
     try:
         import uvloop
     except ImportError:  # uvloop is optional (not on Windows)
-        asyncio.run(serve(app, host, port, drain_seconds=drain_seconds))
+        asyncio.run(serve(app, host, port, drain_seconds=drain_seconds, claim=claim))
     else:
-        uvloop.run(serve(app, host, port, drain_seconds=drain_seconds))
+        uvloop.run(serve(app, host, port, drain_seconds=drain_seconds, claim=claim))
 
 
-async def serve_embedded(app: Any, host: str, port: int, *, rsgi: bool = False) -> None:
+async def serve_embedded(
+    app: Any, host: str, port: int, *, rsgi: bool = False, claim: PortClaim | None = None
+) -> None:
     """Serve ``app`` (ASGI without lifespan, or RSGI) on host:port in the running loop until cancelled.
 
     For servers that live inside another process's loop (the broker ingress and the gateway of
-    ``kfaas dev``): the app shares the caller's connections, and its HTTP parsing stays in Rust.
+    ``kfaas dev``): the app shares the caller's connections, and its HTTP parsing stays in Rust. Raises
+    :class:`PortInUse` when the port is taken (``claim``: taken earlier by the caller, released here).
     """
     from granian.constants import Interfaces
     from granian.server.embed import Server
 
+    claim = claim or PortClaim(host, port)
     logging.getLogger("_granian").setLevel(logging.WARNING)
     server = Server(
         app,
@@ -114,5 +223,10 @@ async def serve_embedded(app: Any, host: str, port: int, *, rsgi: bool = False) 
         await asyncio.shield(task)
     except asyncio.CancelledError:
         server.stop()  # type: ignore[no-untyped-call]
-        await task
+        with contextlib.suppress(RuntimeError):
+            await task
         raise
+    except RuntimeError as exc:
+        raise _bind_failure(exc, host, port) from None
+    finally:
+        claim.release()

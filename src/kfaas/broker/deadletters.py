@@ -260,7 +260,16 @@ def run(args: argparse.Namespace) -> int:
     app = _cliopts.load_functions("dead-letters", args.functions)
     if app is None:
         return 2
+    try:
+        claim = _server.PortClaim(args.host, args.port)
+    except OSError as exc:
+        log.error("cannot serve: %s", exc)
+        return 1
     sink = DeadLetterSink(queues_of(app, args.namespace), args.amqp_url)
     log.info("dead-letter sink on %s:%d for %s", args.host, args.port, ", ".join(sink.queues))
-    _server.run(sink, args.host, args.port)
+    try:
+        _server.run(sink, args.host, args.port, claim=claim)
+    except OSError as exc:
+        log.error("cannot serve: %s", exc)
+        return 1
     return 0

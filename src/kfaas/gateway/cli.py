@@ -44,6 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kfaas.base.log import configure_logging
+    from kfaas.base.server import PortClaim
     from kfaas.base.server import run as run_server
     from kfaas.spec import SpecError, load_app
 
@@ -55,11 +56,16 @@ def run(args: argparse.Namespace) -> int:
     except (SpecError, ValueError) as exc:
         sys.stderr.write(f"kfaas gateway: {exc}\n")
         return 2
+    try:
+        claim = PortClaim(args.host, args.port)
+    except OSError as exc:
+        log.error("cannot serve: %s", exc)
+        return 1
     for route in gateway.routes:
         log.info("route %s %s -> %s", ",".join(sorted(route.methods)), route.template, route.function)
     try:
-        run_server(gateway, args.host, args.port, drain_seconds=10.0)
+        run_server(gateway, args.host, args.port, drain_seconds=10.0, claim=claim)
     except OSError as exc:
-        log.error("cannot serve on %s:%d: %s", args.host, args.port, exc)
+        log.error("cannot serve: %s", exc)
         return 1
     return 0

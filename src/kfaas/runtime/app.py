@@ -45,6 +45,7 @@ class FunctionApp:
         self.request_log = request_log or RequestLog(ctx.settings.function_name or target.name)
         self.in_flight = InFlight()
         self.draining = False
+        self._failing: set[str] = set()  # backing services the last readiness check found not answering
         self._inner_lifespan: _Lifespan | None = None
         self._closed = False
         self._http_handler: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
@@ -85,9 +86,21 @@ class FunctionApp:
             return
         checks = await self.ctx.check()
         ok = all(v == "ok" for v in checks.values())
+        self._note_readiness(checks)
         await _send(
             send, *_json_body(200 if ok else 503, {"status": "ready" if ok else "not ready", **checks})
         )
+
+    def _note_readiness(self, checks: dict[str, str]) -> None:
+        """One log line when a backing service stops answering and one when it is back, not one per probe."""
+        failing = {name: result for name, result in checks.items() if result != "ok"}
+        if set(failing) == self._failing:
+            return
+        for name in sorted(set(failing) - self._failing):
+            log.warning("not ready: %s does not answer (%s)", name, failing[name], extra={"service": name})
+        for name in sorted(self._failing - set(failing)):
+            log.info("%s answers again", name, extra={"service": name})
+        self._failing = set(failing)
 
     # -- CloudEvents ---------------------------------------------------------------------------------
     async def _cloudevent(self, scope: Scope, receive: Receive, send: Send, started: float) -> None:

@@ -32,6 +32,12 @@ log = logging.getLogger("kfaas")
 IDEMPOTENCY_COLLECTION = "kfaas_idempotency"
 
 
+def _reason(exc: BaseException) -> str:
+    """``error: <type>: <first line>`` of a failed readiness check (pymongo's topology dump left out)."""
+    text = str(exc).split("\n")[0].split(", Timeout:")[0]
+    return f"error: {type(exc).__name__}: {text}"[:300] if text else f"error: {type(exc).__name__}"
+
+
 class Context:
     """Settings plus lazily created, shared clients for MongoDB, RabbitMQ, SMTP and the event sink."""
 
@@ -80,13 +86,13 @@ class Context:
                 await asyncio.wait_for(self._mongo.admin.command("ping"), timeout)
                 results["mongodb"] = "ok"
             except Exception as exc:  # readiness reports every failure, whatever its type
-                results["mongodb"] = f"error: {type(exc).__name__}"
+                results["mongodb"] = _reason(exc)
         if self.settings.amqp_url:
             try:
                 conn = await asyncio.wait_for(self.amqp(), timeout)
                 results["rabbitmq"] = "ok" if not conn.is_closed else "error: connection closed"
             except Exception as exc:
-                results["rabbitmq"] = f"error: {type(exc).__name__}"
+                results["rabbitmq"] = _reason(exc)
         return results
 
     # -- MongoDB -------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Any
 
 from kfaas.runtime.settings import Settings, SettingsError
 
@@ -44,11 +45,17 @@ def run(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
         )
+        problem = _malformed_url(settings)
+        if problem:
+            raise SettingsError(problem)
     except SettingsError as exc:
         sys.stderr.write(f"kfaas serve: {exc}\n")
         return 2
     configure_logging(settings.log_level)
-    log = logging.getLogger("kfaas.serve")
+    # Each failed connection attempt would be two lines (aiormq's error, aio_pika's "reconnecting"), on
+    # every readiness probe while RabbitMQ is away: the app logs the change of readiness instead, once.
+    logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
+    logging.getLogger("aio_pika").setLevel(max(logging.WARNING, logging.getLogger().level))
     if not settings.target:
         settings = _from_description(settings)
 
@@ -65,27 +72,63 @@ def run(args: argparse.Namespace) -> int:
             f"on {settings.host}:{settings.port}\n"
         )
         return 0
+    return _serve(settings, target)
 
+
+def _serve(settings: Settings, target: Any) -> int:
+    from kfaas.base.server import PortClaim, StartupFailed
     from kfaas.base.server import run as run_server
     from kfaas.runtime.app import FunctionApp
     from kfaas.runtime.context import Context
 
+    log = logging.getLogger("kfaas.serve")
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    app = FunctionApp(target, Context(settings))
-    log.info(
-        "serving %s (%s) on %s:%d",
-        target.name,
-        target.signature_type,
-        settings.host,
-        settings.port,
-        extra={"function": settings.function_name or target.name},
-    )
     try:
-        run_server(app, settings.host, settings.port, drain_seconds=settings.drain_seconds)
+        claim = PortClaim(settings.host, settings.port)
+        app = FunctionApp(target, Context(settings))
+        log.info(
+            "serving %s (%s) on %s:%d",
+            target.name,
+            target.signature_type,
+            settings.host,
+            settings.port,
+            extra={"function": settings.function_name or target.name},
+        )
+        run_server(app, settings.host, settings.port, drain_seconds=settings.drain_seconds, claim=claim)
     except OSError as exc:
-        log.error("cannot serve on %s:%d: %s", settings.host, settings.port, exc)
+        log.error("cannot serve: %s", exc)
         return 1
+    except StartupFailed:
+        return 1  # the app logged why ("start-up failed", with the trace)
     return 0
+
+
+def _malformed_url(settings: Settings) -> str | None:
+    """A MONGODB_URL or AMQP_URL that no retry can fix (its scheme is checked by Settings already).
+
+    An unreachable service is not this: the process keeps serving, readiness answers 503 naming the service
+    (Knative sends no traffic to the pod meanwhile), and it turns ready as soon as the service answers.
+    """
+    from kfaas.base.urls import redact
+
+    if settings.mongodb_url.startswith("mongodb://"):  # +srv would need a DNS lookup: left to the driver
+        from pymongo.errors import ConfigurationError, InvalidURI
+        from pymongo.uri_parser import parse_uri
+
+        try:
+            parse_uri(settings.mongodb_url)
+        except (InvalidURI, ConfigurationError, ValueError) as exc:
+            return f"MONGODB_URL={redact(settings.mongodb_url)!r} is not a valid MongoDB URL: {exc}"
+    if settings.amqp_url:
+        from yarl import URL
+
+        try:
+            url = URL(settings.amqp_url)
+            if not url.host or url.port is None:
+                raise ValueError("no host")
+        except (ValueError, TypeError) as exc:
+            return f"AMQP_URL={redact(settings.amqp_url)!r} is not a valid AMQP URL: {exc}"
+    return None
 
 
 def _from_description(settings: Settings) -> Settings:

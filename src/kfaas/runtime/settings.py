@@ -13,6 +13,12 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
 SignatureType = Literal["http", "cloudevent", "asgi"]
+# The URL schemes each service setting accepts: a URL that can never work stops `kfaas serve` at start
+_SCHEMES = {
+    "mongodb_url": ("mongodb://", "mongodb+srv://"),
+    "amqp_url": ("amqp://", "amqps://"),
+    "sink": ("http://", "https://"),
+}
 
 __all__ = ["Settings", "SettingsError", "SignatureType"]
 
@@ -77,6 +83,13 @@ class Settings:
                 continue
             values[f.name] = _coerce(f.name, name, f.type, raw)
         settings = cls(**values)
+        for attr, schemes in _SCHEMES.items():
+            url = getattr(settings, attr)
+            if url and not url.lower().startswith(schemes):
+                from kfaas.base.urls import redact
+
+                name = next(f.metadata["env"] for f in fields(cls) if f.name == attr)
+                raise SettingsError(f"{name}={redact(url)!r} does not start with {' or '.join(schemes)}")
         if settings.signature_type and settings.signature_type not in get_args(SignatureType):
             choices = ", ".join(get_args(SignatureType))
             raise SettingsError(
