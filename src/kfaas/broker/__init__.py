@@ -29,12 +29,17 @@ Embedding it (what ``kfaas dev`` does)::
     ...                               # K_SINK of a function = http://127.0.0.1:<port>/default
     await broker.stop()               # in-flight unacked events go back to their queues
 
-``DevBroker(..., namespace="default", clock=SystemClock())``: the namespace is part of every RabbitMQ name
-(tests use a unique one), the clock drives backoff waits and ping schedules (``ManualClock`` in tests).
+``DevBroker(..., namespace="default", clock=SystemClock())``: the namespace is part of the name of every
+exchange and trigger queue (tests use a unique one); a queue source's queue keeps its own name, as on
+Knative. ``start`` (or ``connect`` first) claims both on RabbitMQ: a second broker in the namespace, or a
+second consumer of a source queue, is refused with ``BrokerConflict`` naming the holder (``_claims``); a
+RabbitMQ that does not answer gives ``RabbitMQUnreachable`` naming the URL. The clock drives backoff waits
+and ping schedules (``ManualClock`` in tests).
 ``await broker.publish("default", event)`` sends an event without HTTP. ``serve_ingress(broker, host,
 port)`` serves the ingress with granian in the running loop until cancelled.
 
-Modules: ``_broker`` (ingress, topology, trigger dispatch), ``_sources`` (queue and ping sources), ``_names``
+Modules: ``_broker`` (ingress, topology, trigger dispatch), ``_sources`` (queue and ping sources),
+``_claims`` (what a broker holds on RabbitMQ, and who holds it), ``_connect`` (the first connection), ``_names``
 (RabbitMQ names and the CloudEvent <-> AMQP mapping), ``_http`` (the delivery client), ``_clock``, ``_serve``,
 ``cli`` (``kfaas broker``), ``dlq`` (``kfaas dlq``), ``deadletters`` (``kfaas dead-letters``).
 
@@ -45,17 +50,21 @@ from __future__ import annotations
 
 from kfaas.base.errors import InvalidEvent
 from kfaas.broker._broker import BrokerUnavailable, DevBroker
+from kfaas.broker._claims import BrokerConflict
 from kfaas.broker._clock import Clock, ManualClock, SystemClock
+from kfaas.broker._connect import RabbitMQUnreachable
 from kfaas.broker._names import TriggerRef, triggers_of
 from kfaas.broker._serve import serve_ingress
 from kfaas.events import parse_events
 
 __all__ = [
+    "BrokerConflict",
     "BrokerUnavailable",
     "Clock",
     "DevBroker",
     "InvalidEvent",
     "ManualClock",
+    "RabbitMQUnreachable",
     "SystemClock",
     "TriggerRef",
     "parse_events",

@@ -23,7 +23,9 @@ from cloudevents.http import CloudEvent
 
 from kfaas.base.asgi import read_body as read_asgi_body
 from kfaas.base.errors import InvalidEvent
+from kfaas.broker._claims import Claims
 from kfaas.broker._clock import Clock, SystemClock
+from kfaas.broker._connect import connect
 from kfaas.broker._http import HttpClient, Response
 from kfaas.broker._names import (
     ERROR_CODE,
@@ -95,12 +97,39 @@ class DevBroker:
         self.ingress = Ingress(self)
 
     # -- lifecycle -----------------------------------------------------------------------------------
+    async def connect(self) -> None:
+        """Connect and claim the namespace and the source queues (kfaas.broker._claims); once is enough.
+
+        Raises ``RabbitMQUnreachable`` naming the URL, or ``BrokerConflict`` naming the broker (or the
+        other consumer) that holds what this one needs. ``start`` connects when this was not called.
+        """
+        if self._connection is not None:
+            return
+        connection = await connect(self.amqp_url, name=f"kfaas-broker-{self.namespace}")
+        try:
+            await Claims(connection, self.namespace).take(self._source_queues())
+        except BaseException:
+            await connection.close()
+            raise
+        self._connection = connection
+
+    def _source_queues(self) -> dict[str, str]:
+        from kfaas.spec import QueueSource
+
+        if not self._with_sources:
+            return {}
+        return {
+            s.queue: f"{fn.name}-{s.name}"
+            for fn in self.app.functions
+            for s in fn.sources
+            if isinstance(s, QueueSource)
+        }
+
     async def start(self) -> None:
         """Connect, declare the topology, start consuming every trigger's queue and start the sources."""
         self._stopping = False
-        self._connection = await aio_pika.connect_robust(
-            self.amqp_url, client_properties={"connection_name": f"kfaas-broker-{self.namespace}"}
-        )
+        await self.connect()
+        assert self._connection is not None
         self._http = HttpClient()
         self._publish_channel = await self._connection.channel(publisher_confirms=True)
         for broker in self.brokers:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -55,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(app: object, args: argparse.Namespace) -> int:
-    from kfaas.broker import DevBroker, serve_ingress
+    from kfaas.base.server import PortClaim
+    from kfaas.broker import BrokerConflict, DevBroker, RabbitMQUnreachable, serve_ingress
     from kfaas.spec import AppSpec
 
     assert isinstance(app, AppSpec)
@@ -64,13 +64,19 @@ async def _serve(app: object, args: argparse.Namespace) -> int:
     def resolve_url(name: str) -> str:
         return template.format(name=name)
 
+    try:
+        claim = PortClaim(args.host, args.port)  # a taken port is refused before anything connects
+    except OSError as exc:
+        log.error("cannot serve: %s", exc)
+        return 1
     broker = DevBroker(app, args.amqp_url, resolve_url, namespace=args.namespace)
     try:
         await broker.start()
-    except (OSError, ConnectionError) as exc:
-        log.error("cannot reach RabbitMQ: %r", exc)
+    except (RabbitMQUnreachable, BrokerConflict) as exc:
+        claim.release()
+        log.error("%s", exc)
         return 1
-    server = asyncio.ensure_future(serve_ingress(broker, args.host, args.port))
+    server = asyncio.ensure_future(serve_ingress(broker, args.host, args.port, claim=claim))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -80,7 +86,15 @@ async def _serve(app: object, args: argparse.Namespace) -> int:
     await asyncio.wait([server, stopped], return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
     server.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
+    failed: BaseException | None = None
+    try:
         await server
+    except asyncio.CancelledError:
+        pass
+    except OSError as exc:
+        failed = exc
     await broker.stop()
+    if failed is not None:
+        log.error("cannot serve: %s", failed)
+        return 1
     return 0

@@ -29,6 +29,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from kfaas.base.urls import redact
 from kfaas.broker._names import (
     ERROR_CODE,
     ERROR_DATA,
@@ -242,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_run(args, refs))
     except (aio_pika.exceptions.AMQPError, ConnectionError, OSError) as exc:
-        sys.stderr.write(f"kfaas dlq: RabbitMQ at {_safe(args.amqp_url)}: {exc!r}\n")
+        sys.stderr.write(f"kfaas dlq: RabbitMQ at {redact(args.amqp_url)}: {exc!r}\n")
         return 1
 
 
@@ -327,12 +328,3 @@ def _show(letter: DeadLetter) -> str:
     lines.append(f"failed: code {letter.code} from {letter.dest} (dead-lettered at {when})")
     lines.append(f"  reason: {letter.reason}")
     return "\n".join(lines) + "\n\n"
-
-
-def _safe(url: str) -> str:
-    """The URL without its password."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    creds, _, host = rest.rpartition("@")
-    return f"{scheme}://{creds.split(':')[0]}:***@{host}"

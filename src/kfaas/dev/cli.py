@@ -1,9 +1,14 @@
 """``kfaas dev``: the whole application on this machine, without Docker.
 
+Before anything starts, kfaas dev checks what it needs and stops with one line naming the problem: the
+gateway and broker ports (``PortInUse``), MongoDB and RabbitMQ (one connection each, within
+``SERVICE_TIMEOUT`` seconds, the URL named with its password hidden), and the dev broker's claims on
+RabbitMQ (its namespace, the queues of its queue sources: another broker holding one is named).
+
 What runs, in this order:
 
-1. an SMTP sink (``--mail-sink``, or when a function uses SMTP and ``SMTP_HOST`` is not set) that prints
-   a line per email;
+1. an SMTP sink that prints a line per email: by default when a function uses SMTP and ``SMTP_HOST`` is not
+   set; ``--mail-sink [PORT]`` starts it even so, ``--no-mail-sink`` never;
 2. every function of ``--functions`` as a ``kfaas serve`` child process on its own 127.0.0.1 port, with
    MONGODB_URL / MONGODB_DATABASE / AMQP_URL / SMTP_* from this environment (each only to the functions
    whose description ``uses`` it), ``K_SINK`` = the broker ingress for functions that publish, plus their
@@ -28,6 +33,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -39,6 +45,8 @@ from kfaas.spec import options as _cliopts
 __all__ = ["OffsetClock", "configure", "run"]
 
 log = logging.getLogger("kfaas.dev")
+
+SERVICE_TIMEOUT = 5.0  # seconds each backing service gets to answer the check at start
 
 
 class OffsetClock:
@@ -75,14 +83,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--only", action="append", default=[], metavar="NAME", help="run only these functions (repeatable)"
     )
-    parser.add_argument(
+    sink = parser.add_mutually_exclusive_group()
+    sink.add_argument(
         "--mail-sink",
         type=int,
         nargs="?",
         const=1025,
         default=None,
         metavar="PORT",
-        help="run a local SMTP sink (default port 1025) and send every email there",
+        help="the SMTP sink that logs every email runs by default when a function uses SMTP and SMTP_HOST "
+        "is not set; --mail-sink runs it even when SMTP_HOST is set, on PORT (1025)",
+    )
+    sink.add_argument(
+        "--no-mail-sink",
+        action="store_true",
+        help="never start the SMTP sink (functions that use SMTP then need SMTP_HOST)",
     )
     parser.add_argument(
         "--clock-start",
@@ -106,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
     for noisy in ("httpx", "mail.log", "aio_pika", "aiormq"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # aiormq logs every failed connection attempt as an error; aio_pika says the same as a warning
+    logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
     try:
         app = load_app(args.functions)
     except SpecError as exc:
@@ -139,6 +156,9 @@ def _missing_services(app: Any, args: argparse.Namespace) -> list[str]:
     needs_amqp = uses["rabbitmq"] or any(f.triggers or f.sources for f in app.functions)
     if needs_amqp and not os.environ.get("AMQP_URL"):
         problems.append("AMQP_URL is not set (the dev broker and the functions that use RabbitMQ need it)")
+    smtp = sorted(f.name for f in app.functions if "smtp" in f.uses)
+    if smtp and args.no_mail_sink and not os.environ.get("SMTP_HOST"):
+        problems.append(f"SMTP_HOST is not set and --no-mail-sink is given ({', '.join(smtp)} send email)")
     return problems
 
 
@@ -170,6 +190,7 @@ class _Dev:
         self.broker: Any = None
         self.gateway: Any = None
         self.tasks: list[asyncio.Task[Any]] = []
+        self.claims: list[Any] = []  # the ports, claimed before anything starts (kfaas.base.server.PortClaim)
         self.broker_port = args.broker_port or args.port + 1
         self.ingress = f"http://{args.host}:{self.broker_port}"
 
@@ -180,10 +201,17 @@ class _Dev:
     async def run(self) -> int:
         from kfaas.dev._supervisor import GaveUp, Supervisor
 
+        processes = self._processes()
+        problem = await self._preflight(processes)
+        if problem:
+            sys.stderr.write(f"kfaas dev: {problem}\n")
+            await self._release()
+            return 1
         if not self._start_mail_sink():
+            await self._release()
             return 2
         supervisor = Supervisor(
-            self._processes(), ready_timeout=self.args.ready_timeout, max_restarts=self.args.max_restarts
+            processes, ready_timeout=self.args.ready_timeout, max_restarts=self.args.max_restarts
         )
         try:
             if not await self._until_stopped(supervisor.start()):
@@ -195,7 +223,7 @@ class _Dev:
             self.say(f"kfaas dev: {exc}")
             return 1
         except OSError as exc:
-            self.say(f"kfaas dev: {exc!r}")
+            self.say(f"kfaas dev: {exc}")
             return 1
         finally:
             self.say("kfaas dev: stopping")
@@ -204,6 +232,56 @@ class _Dev:
             if self.sink is not None:
                 self.sink.stop()
             self.say("kfaas dev: stopped")
+
+    async def _preflight(self, processes: list[Any]) -> str | None:
+        """What keeps this run from starting, in one line, or None: ports, services, the broker's claims."""
+        from kfaas.base.server import PortClaim
+
+        args = self.args
+        wanted = [("the gateway", args.port)]
+        if self.app.brokers:
+            wanted.append(("the broker ingress", self.broker_port))
+        for what, port in wanted:
+            try:
+                self.claims.append(PortClaim(args.host, port))
+            except OSError as exc:
+                return f"cannot serve {what}: {exc} (choose another with --port / --broker-port)"
+        uses = {u for f in self.app.functions for u in f.uses}
+        if "mongodb" in uses:
+            problem = await _check_mongodb(os.environ["MONGODB_URL"])
+            if problem:
+                return problem
+        if self.app.brokers or "rabbitmq" in uses:
+            from kfaas.broker import BrokerConflict, DevBroker, RabbitMQUnreachable
+
+            urls = {p.name: p.url for p in processes}
+            self.broker = DevBroker(
+                self.app,
+                os.environ["AMQP_URL"],
+                lambda name: urls[name] + "/",
+                namespace=args.namespace,
+                clock=self.clock,
+            )
+            try:
+                await self.broker.connect()  # also the check of AMQP_URL for the functions that use it
+            except RabbitMQUnreachable as exc:
+                self.broker = None
+                return f"{exc} (AMQP_URL)"
+            except BrokerConflict as exc:
+                self.broker = None
+                return str(exc)
+            if not self.app.brokers:  # only the functions need RabbitMQ: the check was all
+                await self.broker.stop()
+                self.broker = None
+        return None
+
+    async def _release(self) -> None:
+        for claim in self.claims:
+            claim.release()
+        self.claims.clear()
+        if self.broker is not None:
+            await self.broker.stop()
+            self.broker = None
 
     async def _until_stopped(self, work: Any) -> bool:
         """Run ``work`` unless a stop is requested first (then cancel it and answer False)."""
@@ -237,6 +315,8 @@ class _Dev:
         from kfaas.dev.smtp import MailSink
 
         wants_smtp = any("smtp" in f.uses for f in self.app.functions)
+        if self.args.no_mail_sink:
+            return True
         if self.args.mail_sink is None and (not wants_smtp or self.services.get("SMTP_HOST")):
             return True
         self.sink = MailSink("127.0.0.1", self.args.mail_sink or 1025)
@@ -267,30 +347,28 @@ class _Dev:
     async def _start_front(self, processes: list[Any]) -> None:
         """The broker (with its ingress) and the gateway, once every function is ready."""
         from kfaas.base.server import serve_embedded
-        from kfaas.broker import DevBroker, serve_ingress
+        from kfaas.broker import serve_ingress
         from kfaas.gateway import build
 
         args = self.args
         urls = {p.name: p.url for p in processes}
-        if self.app.brokers:
-            self.broker = DevBroker(
-                self.app,
-                os.environ["AMQP_URL"],
-                lambda name: urls[name] + "/",
-                namespace=args.namespace,
-                clock=self.clock,
-            )
+        claims = iter(self.claims)
+        gateway_claim = next(claims)
+        if self.broker is not None:
             await self.broker.start()
             self.tasks.append(
                 asyncio.create_task(
-                    serve_ingress(self.broker, args.host, self.broker_port), name="broker ingress"
+                    serve_ingress(self.broker, args.host, self.broker_port, claim=next(claims)),
+                    name="broker ingress",
                 )
             )
             self.say(f"{'broker':<8} | ready: {', '.join(self.broker.brokers)} (namespace {args.namespace})")
         self.gateway = build(self.app, urls, "http://{name}:8080", os.environ.get("KFAAS_CORS_ORIGINS", "*"))
         await self.gateway.start()
         self.tasks.append(
-            asyncio.create_task(serve_embedded(self.gateway, args.host, args.port), name="gateway")
+            asyncio.create_task(
+                serve_embedded(self.gateway, args.host, args.port, claim=gateway_claim), name="gateway"
+            )
         )
         await _wait_http(f"http://{args.host}:{args.port}/health/readiness", 15.0)
 
@@ -300,8 +378,7 @@ class _Dev:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.gateway is not None:
             await self.gateway.close()
-        if self.broker is not None:
-            await self.broker.stop()
+        await self._release()
 
     def _banner(self, processes: list[Any]) -> None:
         base = f"http://{self.args.host}:{self.args.port}"
@@ -313,6 +390,33 @@ class _Dev:
         lines += [f"  {p.name:<16} {p.url}" for p in processes]
         lines.append("Ctrl-C stops everything.")
         self.say("\n".join(lines))
+
+
+async def _check_mongodb(url: str) -> str | None:
+    """None when MongoDB at ``url`` answers a ping within SERVICE_TIMEOUT, else why not, naming the URL."""
+    from pymongo import AsyncMongoClient
+    from pymongo.errors import PyMongoError
+
+    from kfaas.base.urls import redact
+
+    where = f"MongoDB at {redact(url)}"
+    timeout_ms = int(SERVICE_TIMEOUT * 1000)
+    try:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            url, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
+        )
+    except (PyMongoError, ValueError) as exc:  # a malformed URL: InvalidURI, ConfigurationError
+        return f"{where} is not a MongoDB URL: {exc} (MONGODB_URL)"
+    try:
+        await client.admin.command("ping")
+    except PyMongoError as exc:
+        # a server-selection timeout carries the topology description: keep what is before it
+        reason = str(exc).split(", Timeout:")[0].split("\n")[0]
+        reason = re.sub(r" \(configured timeouts: [^)]*\)", "", reason)
+        return f"{where} is not reachable: {reason} (MONGODB_URL)"
+    finally:
+        await client.close()
+    return None
 
 
 async def _wait_http(url: str, timeout: float) -> None:
