@@ -14,6 +14,7 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import netpol
 import pytest
 import toolfinder
 import yaml
@@ -117,12 +118,10 @@ def test_dead_letter_sink_keeps_dead_letters_in_rabbitmq(fixture_tree: Path) -> 
     (amqp,) = [e for e in container["env"] if e["name"] == "AMQP_URL"]
     assert amqp["valueFrom"]["secretKeyRef"] == {"name": "kfaas-rabbitmq", "key": "AMQP_URL"}
     assert container["securityContext"]["runAsNonRoot"] is True
-    # the hand-written RabbitMQ policy lets in pods with this label
-    rabbit = by_kind(docs, "NetworkPolicy")["rabbitmq-clients"]
-    assert {"podSelector": {"matchLabels": {"kfaas.dev/rabbitmq": "client"}}} in rabbit["spec"]["ingress"][0][
-        "from"
-    ]
-    assert sink["metadata"]["labels"]["kfaas.dev/rabbitmq"] == "client"
+    # the RabbitMQ policy lets the sink in (test_network_policies_follow_who_calls_whom checks the rest)
+    (rabbitmq,) = [p for p in netpol.pods(docs) if p.name == "rabbitmq"]
+    (pod,) = [p for p in netpol.pods(docs) if p.name == "kfaas-dead-letters"]
+    assert netpol.allowed(docs, rabbitmq, netpol.Peer(pod.labels), 5672)
 
 
 def test_knative_service_follows_the_description(fixture_tree: Path) -> None:
@@ -236,20 +235,49 @@ def test_production_overlay_uses_the_rabbitmq_broker(fixture_tree: Path) -> None
 
 def test_one_mongodb_user_per_function(fixture_tree: Path) -> None:
     docs = build(fixture_tree, "kind")
-    job = by_kind(docs, "Job")["kfaas-mongodb-users"]
-    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    spec = by_kind(docs, "Job")["kfaas-mongodb-users"]["spec"]["template"]["spec"]
     app = load_app(FIXTURE_FUNCTIONS)
     users = [fn.name for fn in app.functions if "mongodb" in fn.uses]
+    (secrets,) = [v["projected"]["sources"] for v in spec["volumes"] if v["name"] == "secrets"]
+    files = {
+        item["path"]: (s["secret"]["name"], item["key"]) for s in secrets for item in s["secret"]["items"]
+    }
     for name in users:
-        ref = env[f"KFAAS_PASSWORD_{name.upper().replace('-', '_')}"]["valueFrom"]["secretKeyRef"]
-        assert ref == {"name": f"kfaas-{name}-mongodb", "key": "password"}
-    secrets = by_kind(docs, "Secret")
-    assert {f"kfaas-{n}-mongodb" for n in users} <= set(secrets)
+        assert files[f"KFAAS_PASSWORD_{name.upper().replace('-', '_')}"] == (
+            f"kfaas-{name}-mongodb",
+            "password",
+        )
+    assert files["KFAAS_ROOT_USERNAME"] == ("kfaas-mongodb", "username")
+    assert files["KFAAS_ROOT_PASSWORD"] == ("kfaas-mongodb", "password")
+    secret_objects = by_kind(docs, "Secret")
+    assert {f"kfaas-{n}-mongodb" for n in users} <= set(secret_objects)
     assert "place-order" not in users
-    assert "kfaas-place-order-mongodb" not in secrets
+    assert "kfaas-place-order-mongodb" not in secret_objects
     script = by_kind(docs, "ConfigMap")["kfaas-mongodb-users"]["data"]["mongodb-users.js"]
     assert '"user": "get-user"' in script
     assert '"access": "read"' in script
+
+
+def test_the_mongodb_root_password_is_never_on_a_command_line(fixture_tree: Path) -> None:
+    """The users Job reads every secret from files of the mounted Secrets: not in its command (which the
+    process list shows to every user of the node), not in its environment."""
+    for overlay in ("kind", "production"):
+        docs = build(fixture_tree, overlay)
+        (job,) = [p for p in netpol.pods(docs) if p.name == "kfaas-mongodb-users"]
+        (container,) = job.spec["containers"]
+        assert container["command"][:4] == ["mongosh", "--quiet", "--nodb", "--file"]
+        assert not container.get("args")
+        assert all("valueFrom" not in e for e in container["env"]), container["env"]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["KFAAS_SECRETS_DIR"] == "/kfaas/secrets"
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        assert mounts["/kfaas/secrets"]["readOnly"] is True
+        for pod in netpol.pods(docs):
+            for c in pod.spec["containers"]:
+                secret_env = {e["name"] for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+                words = " ".join(c.get("command", []) + c.get("args", []))
+                leaked = {name for name in secret_env if f"$({name})" in words or f"${name}" in words}
+                assert not leaked, f"{pod.name}: {leaked} on the command line"
 
 
 def test_mongodb_users_script_parses(tmp_path: Path) -> None:
@@ -268,17 +296,116 @@ def test_mongodb_users_script_parses(tmp_path: Path) -> None:
     )
 
 
-def test_network_policies_select_what_the_functions_carry(fixture_tree: Path) -> None:
-    docs = build(fixture_tree, "kind")
-    policies = by_kind(docs, "NetworkPolicy")
-    mongo_from = policies["mongodb-clients"]["spec"]["ingress"][0]["from"]
-    assert mongo_from == [{"podSelector": {"matchLabels": {"kfaas.dev/mongodb": "client"}}}]
-    pods = {
-        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
-        for d in docs
-        if d["kind"] in ("Service", "StatefulSet", "Deployment") and "template" in d["spec"]
-    }
-    assert pods["mongodb"]["app.kubernetes.io/name"] == "mongodb"
-    assert pods["rabbitmq"]["app.kubernetes.io/name"] == "rabbitmq"
-    assert "kfaas.dev/mongodb" not in pods["gateway"]
-    assert "kfaas.dev/rabbitmq" not in pods["gateway"]
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("tree", ["fixtures", "committed"])
+def test_every_pod_is_restricted_tokenless_and_sized(overlay: str, tree: str, fixture_tree: Path) -> None:
+    """The project's own restricted-profile check, for the Knative Services too (checkov and kube-linter
+    do not parse them): Pod Security "restricted", no service account token, requests and a memory limit."""
+    docs = build(fixture_tree if tree == "fixtures" else ROOT, overlay)
+    found = netpol.pods(docs)
+    assert {p.kind for p in found} >= {"Service", "StatefulSet", "Job"}
+    for pod in found:
+        where = f"{pod.kind} {pod.name}"
+        assert pod.spec.get("automountServiceAccountToken") is False, where
+        security = pod.spec.get("securityContext", {})
+        for c in pod.spec["containers"]:
+            sc = c["securityContext"]
+            assert sc.get("runAsNonRoot", security.get("runAsNonRoot")) is True, where
+            assert sc["allowPrivilegeEscalation"] is False, where
+            assert sc["readOnlyRootFilesystem"] is True, where
+            assert sc["capabilities"]["drop"] == ["ALL"], where
+            assert (
+                sc.get("seccompProfile", security.get("seccompProfile", {})).get("type") == "RuntimeDefault"
+            ), where
+            assert {"cpu", "memory"} <= set(c["resources"]["requests"]), where
+            assert "memory" in c["resources"]["limits"], where
+        netpol.check_uid_and_probes(pod, netpol.IMAGE_USERS.get(pod.name))
+
+
+def _pod(docs: list[dict[str, Any]], name: str) -> netpol.Pod:
+    (pod,) = [p for p in netpol.pods(docs) if p.name == name]
+    return pod
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policies_follow_who_calls_whom(overlay: str, fixture_tree: Path) -> None:
+    docs = build(fixture_tree, overlay)
+    app = load_app(FIXTURE_FUNCTIONS)
+    deny = [p for p in netpol.policies(docs) if p["spec"]["podSelector"] == {}]
+    assert [p["metadata"]["name"] for p in deny] == ["default-deny-ingress"]
+    assert "ingress" not in deny[0]["spec"]
+    stranger = netpol.Peer({"app": "anything-else"})
+    kourier, activator = netpol.Peer(namespace="kourier-system"), netpol.Peer(namespace="knative-serving")
+    functions = {fn.name: _pod(docs, fn.name) for fn in app.functions}
+    # Knative's data path reaches every Knative Service; nothing else does, not even on the container's port
+    for name in [*functions, "gateway", "kfaas-dead-letters"]:
+        pod = _pod(docs, name)
+        assert netpol.allowed(docs, pod, kourier, 8012), name
+        assert netpol.allowed(docs, pod, activator, 8012), name
+        assert netpol.allowed(docs, pod, activator, 9090), name  # the autoscaler
+        assert not netpol.allowed(docs, pod, kourier, 9090), name
+        for peer in (stranger, netpol.Peer(_pod(docs, "gateway").labels), netpol.Peer(namespace="default")):
+            assert not netpol.allowed(docs, pod, peer, 8012), name
+            assert not netpol.allowed(docs, pod, peer, 8080), name
+    # backing services: exactly the functions whose description uses them
+    backing = {"mongodb": ("mongodb", 27017), "rabbitmq": ("rabbitmq", 5672)}
+    if overlay != "production":
+        backing["smtp"] = ("mailpit", 1025)
+    for use, (service, port) in backing.items():
+        if overlay == "production" and service == "rabbitmq":
+            continue  # the RabbitmqCluster's pods are the operator's: no pod spec here to evaluate
+        target = _pod(docs, service)
+        for fn in app.functions:
+            expected = use in fn.uses
+            assert netpol.allowed(docs, target, netpol.Peer(functions[fn.name].labels), port) is expected, (
+                use,
+                fn.name,
+            )
+        assert not netpol.allowed(docs, target, netpol.Peer(_pod(docs, "gateway").labels), port), use
+        assert not netpol.allowed(docs, target, stranger, port), use
+    assert netpol.allowed(
+        docs, _pod(docs, "mongodb"), netpol.Peer(_pod(docs, "kfaas-mongodb-users").labels), 27017
+    )
+    if overlay != "production":
+        rabbitmq = _pod(docs, "rabbitmq")
+        adapter = netpol.Peer(
+            {
+                "eventing.knative.dev/source": "rabbitmq-source-controller",
+                "eventing.knative.dev/SourceName": "x",
+            }
+        )
+        assert netpol.allowed(docs, rabbitmq, adapter, 5672)  # the fixtures have a queue source
+        assert netpol.allowed(docs, rabbitmq, netpol.Peer(namespace="rabbitmq-system"), 15672)
+        assert not netpol.allowed(docs, _pod(docs, "mailpit"), stranger, 8025)  # the UI: port-forward only
+
+
+def test_the_rabbitmq_broker_ingress_takes_events_from_who_sends_them(fixture_tree: Path) -> None:
+    docs = build(fixture_tree, "production")
+    app = load_app(FIXTURE_FUNCTIONS)
+    ingress = netpol.Pod(
+        "Deployment",
+        "default-broker-ingress",
+        {"eventing.knative.dev/broker": "default", "eventing.knative.dev/brokerRole": "ingress"},
+        {},
+    )
+    for fn in app.functions:
+        peer = netpol.Peer(_pod(docs, fn.name).labels)
+        assert netpol.allowed(docs, ingress, peer, 8080) is fn.publishes, fn.name
+    adapter = netpol.Peer({"eventing.knative.dev/source": "rabbitmq-source-controller"})
+    dispatcher = netpol.Peer(
+        {"eventing.knative.dev/broker": "default", "eventing.knative.dev/brokerRole": "dispatcher"}
+    )
+    for peer in (adapter, dispatcher, netpol.Peer(namespace="knative-eventing")):
+        assert netpol.allowed(docs, ingress, peer, 8080), peer
+    assert not netpol.allowed(docs, ingress, netpol.Peer({"app": "x"}), 8080)
+
+
+def test_the_network_policies_name_who_calls_whom(fixture_tree: Path) -> None:
+    text = (fixture_tree / "k8s" / "base" / "900-network-policies.yaml").read_text()
+    assert "#   gateway -> create-user, get-user, place-order (their routes)" in text
+    assert (
+        "#   sources -> broker default: daily-report-nightly (ping), process-order-orders-queue (queue)"
+        in text
+    )
+    assert "#   functions that publish -> their broker: notify-email" in text
+    assert "#   -> rabbitmq: place-order, kfaas-dead-letters" in text

@@ -98,11 +98,49 @@ _WRITE_ACTIONS = ["insert", "update", "remove", "createCollection", "createIndex
 
 _USERS_SCRIPT = """\
 // Creates or updates one role and one user per function in the application database (idempotent: run it
-// after every change of the function descriptions). Passwords come from the environment variable named in
-// passwordEnv. Run with mongosh as a user allowed to manage users and roles (the root user).
-const target = db.getSiblingDB(database);
+// after every change of the function descriptions), as a user allowed to manage users and roles (root).
+//
+// Secrets are read here, never from the command line, where the process list would show them: each from
+// the file of that name in KFAAS_SECRETS_DIR (a mounted Secret, on Kubernetes) or else from the
+// environment variable of that name (docker compose). With KFAAS_MONGODB_HOST set, the script connects
+// to it itself, as KFAAS_ROOT_USERNAME with KFAAS_ROOT_PASSWORD (mongosh runs with --nodb); otherwise it
+// uses the database mongosh was started with.
+const fs = require("fs");
+function secret(name) {
+  const dir = process.env.KFAAS_SECRETS_DIR;
+  if (dir && fs.existsSync(`${dir}/${name}`)) {
+    return fs.readFileSync(`${dir}/${name}`, "utf8");
+  }
+  return process.env[name];
+}
+function admin() {
+  const host = process.env.KFAAS_MONGODB_HOST;
+  if (!host) {
+    return db;
+  }
+  const user = secret("KFAAS_ROOT_USERNAME");
+  const password = secret("KFAAS_ROOT_PASSWORD");
+  if (!user || !password) {
+    throw new Error("KFAAS_ROOT_USERNAME and KFAAS_ROOT_PASSWORD are needed to log in to " + host);
+  }
+  const login = `${encodeURIComponent(user)}:${encodeURIComponent(password)}@`;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const conn = connect(`mongodb://${login}${host}/admin?authSource=admin`);
+      conn.runCommand({ ping: 1 });
+      return conn;
+    } catch (error) {
+      if (attempt >= 40) {
+        throw error;
+      }
+      print(`kfaas: waiting for MongoDB at ${host}: ${error.message}`);
+      sleep(3000);
+    }
+  }
+}
+const target = admin().getSiblingDB(database);
 for (const fn of functions) {
-  const pwd = process.env[fn.passwordEnv];
+  const pwd = secret(fn.passwordEnv);
   if (!pwd) {
     throw new Error(`${fn.passwordEnv} is not set: cannot create the MongoDB user of ${fn.user}`);
   }

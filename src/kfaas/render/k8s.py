@@ -10,10 +10,14 @@ Rendered here (everything that depends on the functions):
 - ``k8s/base/600-functions.yaml``: one Knative Service per function;
 - ``k8s/base/700-triggers.yaml``: one Trigger per trigger;
 - ``k8s/base/800-sources.yaml``: RabbitmqSource (+ its quorum Queue), PingSource, SinkBinding;
-- ``k8s/components/local-dev/``: dev-only Secrets and Mailpit for kind and minikube.
+- ``k8s/base/900-network-policies.yaml``: default-deny ingress in the namespace, and an allow for each
+  path the descriptions imply (Knative's data path into the Knative Services, the functions that use
+  MongoDB and RabbitMQ);
+- ``k8s/components/local-dev/``: dev-only Secrets and Mailpit (with its network policy) for kind and
+  minikube.
 
-The namespace, MongoDB, RabbitMQ, the network policies, the component switching to the RabbitMQ broker and
-the overlays are written by hand (they do not change when a function is added).
+The namespace, MongoDB, RabbitMQ, the component switching to the RabbitMQ broker and the overlays are
+written by hand (they do not change when a function is added).
 """
 
 from __future__ import annotations
@@ -48,6 +52,20 @@ CONFIG = "kfaas-config"
 RABBITMQ_SECRET = "kfaas-rabbitmq"  # noqa: S105 (the name of a Secret)
 MONGODB_ROOT_SECRET = "kfaas-mongodb"  # noqa: S105 (the name of a Secret)
 FUNCTION_URL_TEMPLATE = "http://{name}." + NAMESPACE + ".svc.cluster.local"
+USERS_UID = 10999  # the users Job: mongosh needs no particular user, so one that no image or host has
+
+# Where Knative's own components run (the namespaces of the pinned releases, docs/kubernetes.md): every
+# request to a Knative Service comes from the ingress (Kourier's gateway pods) or from the activator,
+# and the autoscaler scrapes each pod's queue-proxy.
+KNATIVE_SERVING_NAMESPACE = "knative-serving"
+INGRESS_NAMESPACE = "kourier-system"
+EVENTING_NAMESPACE = "knative-eventing"
+RABBITMQ_OPERATOR_NAMESPACE = "rabbitmq-system"
+# queue-proxy, the sidecar Knative puts in front of the container: HTTP/1, h2c, TLS (system-internal-tls)
+QUEUE_PROXY_PORTS = [8012, 8013, 8112]
+AUTOSCALER_METRICS_PORT = 9090  # queue-proxy's metrics, scraped by the autoscaler
+# RabbitmqSource adapters (eventing-rabbitmq labels their pods so; docs/kubernetes.md)
+SOURCE_ADAPTER = {"eventing.knative.dev/source": "rabbitmq-source-controller"}
 
 _KSVC = {"apiVersion": "serving.knative.dev/v1", "kind": "Service"}
 
@@ -140,13 +158,17 @@ def _function_env(fn: FunctionSpec) -> list[dict[str, Any]]:
     return env
 
 
-def _client_labels(uses: list[str]) -> dict[str, str]:
-    """Labels the network policies of MongoDB and RabbitMQ let in."""
+def _client_labels(uses: list[str], publishes: bool = False) -> dict[str, str]:
+    """Labels the network policies of MongoDB, RabbitMQ, the SMTP server and the broker let in."""
     labels = {}
     if "mongodb" in uses:
         labels["kfaas.dev/mongodb"] = "client"
     if "rabbitmq" in uses:
         labels["kfaas.dev/rabbitmq"] = "client"
+    if "smtp" in uses:
+        labels["kfaas.dev/smtp"] = "client"
+    if publishes:
+        labels["kfaas.dev/broker"] = "client"
     return labels
 
 
@@ -165,6 +187,7 @@ def _knative_service(
     public: bool = False,
     probes: bool = True,
     uid: int = 10001,
+    publishes: bool = False,
 ) -> dict[str, Any]:
     labels = _labels(name, component)
     if not public:
@@ -190,11 +213,14 @@ def _knative_service(
         "spec": {
             "template": {
                 "metadata": {
-                    "labels": {**_labels(name, component), **_client_labels(uses)},
+                    "labels": {**_labels(name, component), **_client_labels(uses, publishes)},
                     "annotations": annotations,
                 },
                 "spec": {
                     "timeoutSeconds": timeout,
+                    # nothing here calls the Kubernetes API, and service links only add variables
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
                     "containers": [container],
                     "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
                 },
@@ -226,6 +252,7 @@ def _function(fn: FunctionSpec) -> dict[str, Any]:
         timeout=fn.timeout,
         memory=fn.memory,
         cpu=fn.cpu,
+        publishes=fn.publishes,
     )
 
 
@@ -372,6 +399,17 @@ def _sources(app: AppSpec) -> list[dict[str, Any]]:
     return docs
 
 
+def _restricted_pod(uid: int) -> dict[str, Any]:
+    """Pod-level securityContext of the "restricted" profile (the containers repeat the essentials)."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def _mongodb_users(app: AppSpec) -> list[dict[str, Any]]:
     users = mongodb_functions(app)
     config_map = {
@@ -380,13 +418,28 @@ def _mongodb_users(app: AppSpec) -> list[dict[str, Any]]:
         "metadata": _meta("kfaas-mongodb-users", "database"),
         "data": {"mongodb-users.js": mongodb_users_script(app)},
     }
-    env = [
-        _secret_env("ROOT_USERNAME", MONGODB_ROOT_SECRET, "username"),
-        _secret_env("ROOT_PASSWORD", MONGODB_ROOT_SECRET, "password"),
-        _value_env("HOME", "/tmp"),
-        *[_secret_env(password_env(fn), _mongodb_secret(fn), "password") for fn in users],
+    # Every secret reaches the script as a file of the mounted Secrets (never in the command line, which
+    # the process list shows, nor in the environment); the file names are those the script reads.
+    secrets: list[dict[str, Any]] = [
+        {
+            "secret": {
+                "name": MONGODB_ROOT_SECRET,
+                "items": [
+                    {"key": "username", "path": "KFAAS_ROOT_USERNAME"},
+                    {"key": "password", "path": "KFAAS_ROOT_PASSWORD"},
+                ],
+            }
+        },
+        *[
+            {
+                "secret": {
+                    "name": _mongodb_secret(fn),
+                    "items": [{"key": "password", "path": password_env(fn)}],
+                }
+            }
+            for fn in users
+        ],
     ]
-    security = _secure_container(999)  # the mongodb user of the mongo image
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -401,38 +454,43 @@ def _mongodb_users(app: AppSpec) -> list[dict[str, Any]]:
                 },
                 "spec": {
                     "restartPolicy": "OnFailure",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": _restricted_pod(USERS_UID),
                     "containers": [
                         {
                             "name": "mongosh",
                             "image": MONGO_IMAGE,
+                            # --nodb: the script connects itself, with the login it reads from /kfaas/secrets
                             "command": [
                                 "mongosh",
                                 "--quiet",
-                                "--host",
-                                f"mongodb.{NAMESPACE}.svc.cluster.local",
-                                "--username",
-                                "$(ROOT_USERNAME)",
-                                "--password",
-                                "$(ROOT_PASSWORD)",
-                                "--authenticationDatabase",
-                                "admin",
+                                "--nodb",
                                 "--file",
-                                "/kfaas/mongodb-users.js",
+                                "/kfaas/script/mongodb-users.js",
                             ],
-                            "env": env,
+                            "env": [
+                                _value_env(
+                                    "KFAAS_MONGODB_HOST", f"mongodb.{NAMESPACE}.svc.cluster.local:27017"
+                                ),
+                                _value_env("KFAAS_SECRETS_DIR", "/kfaas/secrets"),
+                                _value_env("HOME", "/tmp"),  # mongosh keeps its history and config there
+                            ],
                             "resources": {
                                 "requests": {"cpu": "50m", "memory": "128Mi"},
                                 "limits": {"memory": "256Mi"},
                             },
-                            "securityContext": security,
+                            "securityContext": _secure_container(USERS_UID),
                             "volumeMounts": [
-                                {"name": "script", "mountPath": "/kfaas", "readOnly": True},
+                                {"name": "script", "mountPath": "/kfaas/script", "readOnly": True},
+                                {"name": "secrets", "mountPath": "/kfaas/secrets", "readOnly": True},
                                 {"name": "tmp", "mountPath": "/tmp"},
                             ],
                         }
                     ],
                     "volumes": [
                         {"name": "script", "configMap": {"name": "kfaas-mongodb-users"}},
+                        {"name": "secrets", "projected": {"defaultMode": 0o440, "sources": secrets}},
                         {"name": "tmp", "emptyDir": {}},
                     ],
                 },
@@ -442,7 +500,174 @@ def _mongodb_users(app: AppSpec) -> list[dict[str, Any]]:
     return [config_map, job]
 
 
+# --- network policies ---------------------------------------------------------------------------------------
+
+
+def _peer_namespaces(*names: str) -> dict[str, Any]:
+    return {
+        "namespaceSelector": {
+            "matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(names)}
+            ]
+        }
+    }
+
+
+def _ports(*ports: int) -> list[dict[str, Any]]:
+    return [{"port": port, "protocol": "TCP"} for port in ports]
+
+
+def _policy(name: str, pods: dict[str, Any], ingress: list[dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = {"podSelector": pods, "policyTypes": ["Ingress"]}
+    if ingress:
+        spec["ingress"] = ingress
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "kfaas"}},
+        "spec": spec,
+    }
+
+
+def knative_services(app: AppSpec) -> list[str]:
+    """The names of every Knative Service of the application: the functions, the gateway, the sink."""
+    return sorted([fn.name for fn in app.functions] + [GATEWAY, DEAD_LETTERS])
+
+
+def _network_policies(app: AppSpec) -> list[dict[str, Any]]:
+    label = "kfaas.dev/{}"
+    has_sources = any(isinstance(s, QueueSource) for fn in app.functions for s in fn.sources)
+    rabbitmq_from: list[dict[str, Any]] = [
+        {"podSelector": {"matchLabels": {label.format("rabbitmq"): "client"}}}
+    ]
+    if has_sources:
+        rabbitmq_from.append({"podSelector": {"matchLabels": dict(SOURCE_ADAPTER)}})
+    # the RabbitMQ broker's ingress and dispatchers (components/rabbitmq-broker), in this namespace
+    rabbitmq_from.append(
+        {"podSelector": {"matchExpressions": [{"key": "eventing.knative.dev/broker", "operator": "Exists"}]}}
+    )
+    return [
+        # Nothing reaches a pod of the namespace unless a policy below lets it in.
+        _policy("default-deny-ingress", {}, []),
+        _policy(
+            "knative-services",
+            {
+                "matchExpressions": [
+                    {"key": "serving.knative.dev/service", "operator": "In", "values": knative_services(app)}
+                ]
+            },
+            [
+                {
+                    "from": [_peer_namespaces(INGRESS_NAMESPACE, KNATIVE_SERVING_NAMESPACE)],
+                    "ports": _ports(*QUEUE_PROXY_PORTS),
+                },
+                {
+                    "from": [_peer_namespaces(KNATIVE_SERVING_NAMESPACE)],
+                    "ports": _ports(AUTOSCALER_METRICS_PORT),
+                },
+            ],
+        ),
+        _policy(
+            "mongodb-clients",
+            {"matchLabels": {"app.kubernetes.io/name": "mongodb"}},
+            [
+                {
+                    "from": [{"podSelector": {"matchLabels": {label.format("mongodb"): "client"}}}],
+                    "ports": _ports(27017),
+                }
+            ],
+        ),
+        _policy(
+            "rabbitmq-clients",
+            # the StatefulSet of the base and the RabbitmqCluster named rabbitmq both carry this label
+            {"matchLabels": {"app.kubernetes.io/name": "rabbitmq"}},
+            [
+                {"from": rabbitmq_from, "ports": _ports(5672)},
+                # eventing-rabbitmq's controllers and the RabbitMQ operators (the management API as well)
+                {
+                    "from": [_peer_namespaces(EVENTING_NAMESPACE, RABBITMQ_OPERATOR_NAMESPACE)],
+                    "ports": _ports(5672, 15672),
+                },
+                # the nodes of a RabbitmqCluster with several replicas, among themselves
+                {
+                    "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "rabbitmq"}}}],
+                    "ports": _ports(4369, 5672, 15672, 25672),
+                },
+            ],
+        ),
+    ]
+
+
+def _call_graph(app: AppSpec) -> str:
+    """The comment heading 900-network-policies.yaml: who calls whom, from the descriptions."""
+    import textwrap
+
+    def line(text: str) -> list[str]:
+        return textwrap.wrap(
+            text, 108, initial_indent="#   ", subsequent_indent="#       ", break_on_hyphens=False
+        )
+
+    http = sorted(fn.name for fn in app.functions if fn.kind == "http")
+    lines = [
+        "# Ingress to every pod of the namespace is denied unless a policy here allows it. Who calls whom,",
+        "# from functions/*/function.yaml:",
+        *line(f"the public ingress -> {GATEWAY}"),
+        *line(f"{GATEWAY} -> {', '.join(http) or '(no http function)'} (their routes)"),
+    ]
+    for broker in app.brokers:
+        triggers = sorted(
+            f"{fn.name}-{t.name}" for fn in app.functions for t in fn.triggers if t.broker == broker
+        )
+        lines += line(
+            f"broker {broker} -> {', '.join(triggers) or '(no trigger)'} (triggers), {DEAD_LETTERS}"
+        )
+        sources = sorted(
+            f"{fn.name}-{s.name} ({s.kind})" for fn in app.functions for s in fn.sources if s.broker == broker
+        )
+        if sources:
+            lines += line(f"sources -> broker {broker}: {', '.join(sources)}")
+    publishers = sorted(fn.name for fn in app.functions if fn.publishes)
+    if publishers:
+        lines += line(f"functions that publish -> their broker: {', '.join(publishers)}")
+    for service in ("mongodb", "rabbitmq", "smtp"):
+        users = sorted(fn.name for fn in app.functions if service in fn.uses)
+        if service == "rabbitmq":
+            users.append(DEAD_LETTERS)
+        if users:
+            lines += line(f"-> {service}: {', '.join(users)}")
+    lines += [
+        "# A call to a Knative Service never comes straight from its caller: it arrives through Knative's",
+        f"# data path, from the ingress (Kourier, namespace {INGRESS_NAMESPACE}) or the activator (namespace",
+        f"# {KNATIVE_SERVING_NAMESPACE}; it holds requests while a service scales from zero), on queue-proxy's",
+        f"# ports {', '.join(map(str, QUEUE_PROXY_PORTS))}; the autoscaler scrapes queue-proxy on "
+        f"{AUTOSCALER_METRICS_PORT}. That is what these policies",
+        "# can tell apart. Probes come from the kubelet on the node, which NetworkPolicy always lets in.",
+        "# The CNI must enforce NetworkPolicy (kindnet does since kind v0.24; on minikube start with",
+        "# --cni=calico). docs/kubernetes.md says more.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 # --- the local-dev component (kind, minikube) --------------------------------------------------------------
+
+
+def _rabbitmq_conf(user: str, password: str) -> str:
+    """conf.d of the base's RabbitMQ (it replaces the image's, whose two settings it keeps)."""
+    return "\n".join(
+        [
+            "listeners.tcp.default = 5672",
+            "management.tcp.port = 15672",
+            "loopback_users = none",
+            "log.console = true",
+            "log.file = false",  # the root filesystem is read-only: logs go to the console only
+            f"default_user = {user}",
+            f"default_pass = {password}",
+            "default_user_tags.administrator = true",
+            "default_permissions.configure = .*",
+            "default_permissions.read = .*",
+            "default_permissions.write = .*",
+        ]
+    )
 
 
 def _local_dev_kustomization(app: AppSpec) -> dict[str, Any]:
@@ -459,6 +684,8 @@ def _local_dev_kustomization(app: AppSpec) -> dict[str, Any]:
                 f"uri=http://{rabbitmq}:15672",
                 "port=5672",
                 f"AMQP_URL=amqp://kfaas:dev-only-rabbitmq@{rabbitmq}:5672/",
+                # The configuration of the base's RabbitMQ (400-rabbitmq.yaml), its user included.
+                "rabbitmq.conf=" + _rabbitmq_conf("kfaas", "dev-only-rabbitmq"),
             ],
         },
     ]
@@ -490,9 +717,11 @@ def _local_dev_kustomization(app: AppSpec) -> dict[str, Any]:
     }
 
 
+MAILPIT_UID = 10025  # mailpit is one static binary: any user runs it, so one no image or host has
+
+
 def _mailpit() -> list[dict[str, Any]]:
     labels = _labels("mailpit", "smtp")
-    security = _secure_container(1000)
     return [
         {
             "apiVersion": "apps/v1",
@@ -504,6 +733,9 @@ def _mailpit() -> list[dict[str, Any]]:
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
+                        "automountServiceAccountToken": False,
+                        "enableServiceLinks": False,
+                        "securityContext": _restricted_pod(MAILPIT_UID),
                         "containers": [
                             {
                                 "name": "mailpit",
@@ -513,13 +745,20 @@ def _mailpit() -> list[dict[str, Any]]:
                                     {"name": "http", "containerPort": 8025},
                                 ],
                                 "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
+                                "livenessProbe": {
+                                    "httpGet": {"path": "/livez", "port": "http"},
+                                    "periodSeconds": 20,
+                                },
                                 "resources": {
                                     "requests": {"cpu": "20m", "memory": "32Mi"},
                                     "limits": {"memory": "128Mi"},
                                 },
-                                "securityContext": security,
+                                "securityContext": _secure_container(MAILPIT_UID),
+                                # its message store is a temporary SQLite database in the temp directory
+                                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                             }
-                        ]
+                        ],
+                        "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
                     },
                 },
             },
@@ -536,6 +775,22 @@ def _mailpit() -> list[dict[str, Any]]:
                 ],
             },
         },
+        # SMTP from the functions that send email: the label of `uses: [smtp]` here, the chart's label too
+        # (docs/kubernetes.md applies this file beside a Helm release). The web UI is for port-forwards,
+        # which NetworkPolicy does not see.
+        _policy(
+            "mailpit-smtp-clients",
+            {"matchLabels": {"app.kubernetes.io/name": "mailpit"}},
+            [
+                {
+                    "from": [
+                        {"podSelector": {"matchLabels": {"kfaas.dev/smtp": "client"}}},
+                        {"podSelector": {"matchLabels": {"kfaas.dev/uses-smtp": "true"}}},
+                    ],
+                    "ports": _ports(1025),
+                }
+            ],
+        ),
     ]
 
 
@@ -570,6 +825,7 @@ def render_k8s(app: AppSpec) -> dict[str, str]:
             ),
         ),
         f"{BASE}/800-sources.yaml": doc(*_sources(app)),
+        f"{BASE}/900-network-policies.yaml": doc(*_network_policies(app), note=_call_graph(app)),
         f"{LOCAL_DEV}/kustomization.yaml": doc(_local_dev_kustomization(app), note=local_dev_note),
         f"{LOCAL_DEV}/mailpit.yaml": doc(*_mailpit()),
     }
