@@ -16,6 +16,7 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import netpol
 import pytest
 import toolfinder
 import yaml
@@ -323,10 +324,7 @@ def test_existing_services_deploy_no_databases() -> None:
     assert "@mongo-0.mongo.data.svc.cluster.local:27017,mongo-1" in url
     assert url.endswith("/kfaas?authSource=kfaas&replicaSet=rs0")
     job = by_name(objs, "Job", "rel-kfaas-mongodb-users", "batch")
-    admin = next(
-        e for e in job["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "ADMIN_URL"
-    )
-    assert admin["valueFrom"]["secretKeyRef"] == {"name": "mongodb-admin", "key": "url"}
+    assert _secret_files(job)["ADMIN_URL"] == ("mongodb-admin", "url")
     ksvc = by_name(objs, "Service", "place-order", "serving.knative.dev")
     env = {
         e["name"]: e["valueFrom"]["secretKeyRef"]
@@ -359,12 +357,109 @@ def test_one_mongodb_user_per_function_with_its_role() -> None:
         assert len(password) == 24
 
 
-def test_network_policies_only_when_enabled() -> None:
-    assert not of_kind(render("default-values.yaml"), "NetworkPolicy", "networking.k8s.io")
+def _secret_files(job: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """File name -> (Secret, key) of the users Job's projected secrets volume."""
+    (volume,) = [v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "secrets"]
+    return {
+        item["path"]: (source["secret"]["name"], item["key"])
+        for source in volume["projected"]["sources"]
+        for item in source["secret"]["items"]
+    }
+
+
+def test_the_users_job_reads_every_secret_from_files() -> None:
+    """No password on mongosh's command line (the process list shows it) nor in its environment."""
+    job = by_name(render("default-values.yaml"), "Job", "rel-kfaas-mongodb-users", "batch")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["mongosh", "--quiet", "--nodb", "--file", "/scripts/users.js"]
+    assert all("valueFrom" not in e for e in container.get("env", [])), container["env"]
+    files = _secret_files(job)
+    assert files["ADMIN_URL"] == ("rel-kfaas-mongodb", "adminUrl")
+    for name, fn in fixture_functions().items():
+        if "mongodb" in fn["uses"]:
+            assert files[f"PASSWORD_{name.upper().replace('-', '_')}"] == (f"rel-{name}-mongodb", "password")
+    mongodb = by_name(render("default-values.yaml"), "StatefulSet", "rel-kfaas-mongodb", "apps")
+    env = {e["name"]: e for e in mongodb["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MONGO_INITDB_ROOT_PASSWORD_FILE"]["value"] == "/kfaas/root/rootPassword"
+    assert "MONGO_INITDB_ROOT_PASSWORD" not in env
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_pod_is_tokenless_and_sized(scenario: str) -> None:
+    """No pod calls the Kubernetes API, so none gets a service account token; every container has CPU and
+    memory requests and a memory limit (the gateway, the sink, MongoDB, RabbitMQ, the Job, the test pod)."""
+    found = netpol.pods(render(scenario))
+    assert {"rel-kfaas-gateway", "rel-kfaas-test-readiness"} <= {
+        p.name for p in found
+    } or scenario != "default-values.yaml"
+    for pod in found:
+        where = f"{pod.kind} {pod.name}"
+        assert pod.spec.get("automountServiceAccountToken") is False, where
+        for c in pod.spec["containers"]:
+            assert {"cpu", "memory"} <= set(c.get("resources", {}).get("requests", {})), where
+            assert "memory" in c["resources"].get("limits", {}), where
+        netpol.check_uid_and_probes(pod, netpol.IMAGE_USERS.get(pod.name.removeprefix("rel-kfaas-")))
+
+
+def test_network_policies_are_on_by_default_and_can_be_turned_off() -> None:
+    for scenario in SCENARIOS:
+        policies = netpol.policies(render(scenario))
+        deny = [p for p in policies if p["spec"]["podSelector"] == {}]
+        assert [p["metadata"]["name"] for p in deny] == ["rel-kfaas-default-deny-ingress"], scenario
+        assert "ingress" not in deny[0]["spec"]
+    assert not netpol.policies(render("default-values.yaml", "--set", "networkPolicies.enabled=false"))
+
+
+def _pod(objs: list[dict[str, Any]], name: str) -> netpol.Pod:
+    (pod,) = [p for p in netpol.pods(objs) if p.name == name]
+    return pod
+
+
+@pytest.mark.parametrize("scenario", ["default-values.yaml", "rabbitmq-broker-values.yaml"])
+def test_network_policies_follow_who_calls_whom(scenario: str) -> None:
+    objs = render(scenario)
+    functions = fixture_functions()
+    stranger = netpol.Peer({"app": "anything-else"})
+    kourier, activator = netpol.Peer(namespace="kourier-system"), netpol.Peer(namespace="knative-serving")
+    gateway = _pod(objs, "rel-kfaas-gateway")
+    for name in [*functions, "rel-kfaas-gateway", "rel-kfaas-dead-letter"]:
+        pod = _pod(objs, name)
+        assert netpol.allowed(objs, pod, kourier, 8012), name
+        assert netpol.allowed(objs, pod, activator, 8013), name
+        assert netpol.allowed(objs, pod, activator, 9090), name
+        for peer in (stranger, netpol.Peer(gateway.labels), netpol.Peer(namespace="default")):
+            assert not netpol.allowed(objs, pod, peer, 8012), name
+            assert not netpol.allowed(objs, pod, peer, 8080), name
+    mongodb = _pod(objs, "rel-kfaas-mongodb")
+    for name, fn in functions.items():
+        peer = netpol.Peer(_pod(objs, name).labels)
+        assert netpol.allowed(objs, mongodb, peer, 27017) is ("mongodb" in fn["uses"]), name
+    assert netpol.allowed(objs, mongodb, netpol.Peer(_pod(objs, "rel-kfaas-mongodb-users").labels), 27017)
+    assert not netpol.allowed(objs, mongodb, netpol.Peer(gateway.labels), 27017)
+    adapter = netpol.Peer({"eventing.knative.dev/source": "rabbitmq-source-controller"})
+    if scenario == "default-values.yaml":
+        rabbitmq = _pod(objs, "rel-kfaas-rabbitmq")
+        for name, fn in functions.items():
+            peer = netpol.Peer(_pod(objs, name).labels)
+            assert netpol.allowed(objs, rabbitmq, peer, 5672) is ("rabbitmq" in fn["uses"]), name
+        assert netpol.allowed(objs, rabbitmq, netpol.Peer(_pod(objs, "rel-kfaas-dead-letter").labels), 5672)
+        assert netpol.allowed(objs, rabbitmq, adapter, 5672)  # process-order has a queue source
+        assert not netpol.allowed(objs, rabbitmq, stranger, 5672)
+        return
+    ingress = netpol.Pod(
+        "Deployment", "default-broker-ingress", {"eventing.knative.dev/brokerRole": "ingress"}, {}
+    )
+    for name, fn in functions.items():
+        assert netpol.allowed(objs, ingress, netpol.Peer(_pod(objs, name).labels), 8080) is bool(
+            fn["publishes"]
+        ), name
+    assert netpol.allowed(objs, ingress, adapter, 8080)
+    assert netpol.allowed(objs, ingress, netpol.Peer(namespace="knative-eventing"), 8080)
+    assert not netpol.allowed(objs, ingress, stranger, 8080)
+
+
+def test_network_policies_let_in_what_the_values_add() -> None:
     policies = of_kind(render("networkpolicies-values.yaml"), "NetworkPolicy", "networking.k8s.io")
-    mongo = next(p for p in policies if p["metadata"]["name"] == "rel-kfaas-mongodb")
-    peers = mongo["spec"]["ingress"][0]["from"]
-    assert {"podSelector": {"matchLabels": {"kfaas.dev/uses-mongodb": "true"}}} in peers
     rabbit = next(p for p in policies if p["metadata"]["name"] == "rel-kfaas-rabbitmq")
     peers = rabbit["spec"]["ingress"][0]["from"]
     assert {"podSelector": {"matchLabels": {"eventing.knative.dev/broker": "default"}}} in peers
