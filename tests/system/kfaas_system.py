@@ -55,6 +55,7 @@ class DevRun:
         self.port = free_port()
         self.broker_port = free_port()
         self.lines: list[str] = []
+        self.use_test_sink = True  # SMTP_HOST = the test's sink; False: kfaas dev runs its own
         self._lock = threading.Lock()
         self.process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
@@ -88,11 +89,11 @@ class DevRun:
             MONGODB_URL=self.mongodb_url,
             MONGODB_DATABASE=self.database,
             AMQP_URL=self.amqp_url,
-            SMTP_HOST=self.sink.host,
-            SMTP_PORT=str(self.sink.port),
             KFAAS_NAMESPACE=self.namespace,
             PYTHONUNBUFFERED="1",
         )
+        if self.use_test_sink:
+            env.update(SMTP_HOST=self.sink.host, SMTP_PORT=str(self.sink.port))
         return env
 
     async def start(self, *extra: str, timeout: float = 60.0) -> None:

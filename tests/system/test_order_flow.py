@@ -16,7 +16,7 @@ import httpx
 import pytest
 from kfaas_system import DevRun, fast_delivery, placed_event
 
-from kfaas.dev.smtp import MailSink
+from kfaas.dev.smtp import MailSink, free_port
 
 
 def new_order(user_id: str, cents: int = 2599) -> dict[str, Any]:
@@ -252,3 +252,24 @@ async def test_ping_source_fires_on_schedule_and_reports_the_previous_day(
     await dev.start("--clock-start", "2026-04-10T00:59:58+00:00")
     mails = await mails_to(mail_sink, "reports@kfaas.local", 1, 20)
     assert [m["Subject"] for m in mails] == ["Orders on 2026-04-09: 2, total 50.00"]
+
+
+async def test_without_an_smtp_relay_dev_runs_its_own_sink_and_the_functions_use_it(
+    dev: DevRun, db: Any
+) -> None:
+    """No SMTP_HOST: kfaas dev starts its mail sink before the functions and gives it to those that send
+    email, and the email of an order shows in its output (the sink on a port of its own here, since the
+    default 1025 may be taken on a shared machine)."""
+    dev.use_test_sink = False
+    port = free_port()
+    await dev.start("--mail-sink", str(port))
+    assert dev.count(f"mail sink on smtp://127.0.0.1:{port}") == 1
+    user_id = await add_user(db, "own-sink@example.com")
+    async with httpx.AsyncClient(base_url=dev.base_url, timeout=10) as client:
+        placed = await client.post(
+            "/orders", json={"userId": user_id, "items": [{"sku": "pen", "qty": 1, "price": 2}]}
+        )
+    assert placed.status_code == 202, placed.text
+    await dev.wait_for_line(
+        f"mail to own-sink@example.com: Your order {placed.json()['id']} has been processed", 30
+    )

@@ -191,6 +191,7 @@ class _Dev:
         self.gateway: Any = None
         self.tasks: list[asyncio.Task[Any]] = []
         self.claims: list[Any] = []  # the ports, claimed before anything starts (kfaas.base.server.PortClaim)
+        self.urls: dict[str, str] = {}  # function name -> its URL on this machine
         self.broker_port = args.broker_port or args.port + 1
         self.ingress = f"http://{args.host}:{self.broker_port}"
 
@@ -201,8 +202,7 @@ class _Dev:
     async def run(self) -> int:
         from kfaas.dev._supervisor import GaveUp, Supervisor
 
-        processes = self._processes()
-        problem = await self._preflight(processes)
+        problem = await self._preflight()
         if problem:
             sys.stderr.write(f"kfaas dev: {problem}\n")
             await self._release()
@@ -210,6 +210,9 @@ class _Dev:
         if not self._start_mail_sink():
             await self._release()
             return 2
+        # after the sink: each function's environment names it (SMTP_HOST, SMTP_PORT)
+        processes = self._processes()
+        self.urls.update({p.name: p.url for p in processes})
         supervisor = Supervisor(
             processes, ready_timeout=self.args.ready_timeout, max_restarts=self.args.max_restarts
         )
@@ -233,7 +236,7 @@ class _Dev:
                 self.sink.stop()
             self.say("kfaas dev: stopped")
 
-    async def _preflight(self, processes: list[Any]) -> str | None:
+    async def _preflight(self) -> str | None:
         """What keeps this run from starting, in one line, or None: ports, services, the broker's claims."""
         from kfaas.base.server import PortClaim
 
@@ -254,7 +257,7 @@ class _Dev:
         if self.app.brokers or "rabbitmq" in uses:
             from kfaas.broker import BrokerConflict, DevBroker, RabbitMQUnreachable
 
-            urls = {p.name: p.url for p in processes}
+            urls = self.urls  # filled once the function processes have their ports
             self.broker = DevBroker(
                 self.app,
                 os.environ["AMQP_URL"],
