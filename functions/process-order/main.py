@@ -5,8 +5,8 @@ Consumes (through the queue source of ``orders`` and the broker):
 - ``dev.knative.rabbitmq.event``: a plain JSON order from a producer that does not speak CloudEvents.
 
 Emits ``com.kfaas.order.processed`` as the reply (Knative reply semantics: the broker publishes it). A
-malformed order raises :class:`kfaas.InvalidEvent`, which the runtime answers with 422 and the reason; after
-its retries the broker dead-letters it and the reason travels with it.
+malformed order raises :class:`kfaas.InvalidEvent`, which the runtime answers with 422 and the reason; a
+422 is not retried: the broker dead-letters it at once and the reason travels with it.
 """
 
 from __future__ import annotations

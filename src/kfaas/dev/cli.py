@@ -209,7 +209,7 @@ class _Dev:
             return 1
         if not self._start_mail_sink():
             await self._release()
-            return 2
+            return 1
         # after the sink: each function's environment names it (SMTP_HOST, SMTP_PORT)
         processes = self._processes()
         self.urls.update({p.name: p.url for p in processes})
@@ -326,7 +326,9 @@ class _Dev:
         try:
             self.sink.start()
         except (RuntimeError, OSError) as exc:
-            sys.stderr.write(f"kfaas dev: cannot start the SMTP sink: {exc}\n")
+            sys.stderr.write(
+                f"kfaas dev: cannot start the SMTP sink: {exc} (or set SMTP_HOST to a relay, or pass --no-mail-sink)\n"
+            )
             self.sink = None
             return False
         self.services.update(SMTP_HOST=self.sink.host, SMTP_PORT=str(self.sink.port))

@@ -1,6 +1,7 @@
 """A local SMTP sink: accepts every email, keeps it in memory and logs a line per message.
 
-``kfaas dev --mail-sink`` starts one when no SMTP relay (Mailpit, ...) is at hand, and the tests read the
+``kfaas dev`` starts one when no SMTP relay is set (``SMTP_HOST``; ``--mail-sink PORT`` moves it,
+``--no-mail-sink`` leaves it off), and the tests read the
 emails the functions send from it. Needs ``aiosmtpd`` (in the ``test`` extra).
 """
 
