@@ -150,3 +150,12 @@ async def _cleanup(amqp_url: str, queue: str, namespace: str, functions: Path) -
             await channel.queue_delete(name)
         channel = await connection.channel()
         await channel.exchange_delete(f"b.{namespace}.default")
+
+
+def test_no_mail_sink_without_a_relay_is_refused_naming_who_sends_email() -> None:
+    env = {"MONGODB_URL": "mongodb://127.0.0.1:1/", "AMQP_URL": "amqp://127.0.0.1:1/"}
+    code, lines, _ = dev(ROOT / "functions", env, "--no-mail-sink")
+    assert code == 2, lines
+    assert lines == [
+        "kfaas dev: SMTP_HOST is not set and --no-mail-sink is given (daily-report, notify-email send email)"
+    ]
