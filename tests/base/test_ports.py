@@ -77,6 +77,16 @@ def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Pope
     )
 
 
+def finish(process: subprocess.Popen[str], timeout: float = 30.0) -> tuple[str, str]:
+    """Its output once it ended; killed (and the test failed) when it is still running after ``timeout``."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"still running after {timeout:g}s:\n{out}\n{err}")
+
+
 def wait_http(port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -98,7 +108,7 @@ def kfaas_owner(functions: Path) -> Iterator[int]:
         yield port
     finally:
         owner.terminate()
-        owner.communicate(timeout=30)
+        finish(owner)
 
 
 @pytest.fixture(scope="module")
@@ -122,12 +132,7 @@ def test_a_taken_port_is_refused_at_once(
     env = _env() | {"AMQP_URL": "amqp://guest:guest@127.0.0.1:1/", "MONGODB_URL": "mongodb://127.0.0.1:1/"}
     started = time.monotonic()
     process = start(command(server, port, functions), env)
-    try:
-        out, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    out, err = finish(process)
     took = time.monotonic() - started
     assert process.returncode == 1, f"exit {process.returncode}\n{out}\n{err}"
     lines = [line for line in (out + err).splitlines() if line.strip()]
@@ -141,7 +146,7 @@ def test_a_taken_port_is_refused_at_once(
 def test_the_first_server_keeps_every_request(kfaas_owner: int, functions: Path) -> None:
     """The original fault: a second gateway started on the same port and answered some of its requests."""
     second = start(command("gateway", kfaas_owner, functions))
-    second.communicate(timeout=30)
+    finish(second)
     assert second.returncode == 1
     answers = {httpx.get(f"http://127.0.0.1:{kfaas_owner}/hello", timeout=5).status_code for _ in range(20)}
     assert answers == {502}  # the first gateway: its function `hello` is not running
@@ -152,7 +157,9 @@ def test_a_port_freed_is_free_again(functions: Path) -> None:
     port = free_port()
     for _ in range(2):
         server = start(command("gateway", port, functions))
-        wait_http(port)
-        server.terminate()
-        server.communicate(timeout=30)
+        try:
+            wait_http(port)
+        finally:
+            server.terminate()
+            finish(server)
         assert server.returncode == 0
