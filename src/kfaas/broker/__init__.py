@@ -38,8 +38,9 @@ and ping schedules (``ManualClock`` in tests).
 ``await broker.publish("default", event)`` sends an event without HTTP. ``serve_ingress(broker, host,
 port)`` serves the ingress with granian in the running loop until cancelled.
 
-Modules: ``_broker`` (ingress, topology, trigger dispatch), ``_sources`` (queue and ping sources),
-``_claims`` (what a broker holds on RabbitMQ, and who holds it), ``_connect`` (the first connection), ``_names``
+Modules: ``_broker`` (topology, trigger dispatch), ``_ingress`` (the HTTP ingress), ``_sources`` (queue and
+ping sources), ``_claims`` (what a broker holds on RabbitMQ, and who holds it), ``_connect`` (the first
+connection), ``_names``
 (RabbitMQ names and the CloudEvent <-> AMQP mapping), ``_http`` (the delivery client), ``_clock``, ``_serve``,
 ``cli`` (``kfaas broker``), ``dlq`` (``kfaas dlq``), ``deadletters`` (``kfaas dead-letters``).
 
