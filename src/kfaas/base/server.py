@@ -23,7 +23,18 @@ from typing import Any, Protocol
 
 log = logging.getLogger("kfaas.serve")
 
-__all__ = ["DrainableApp", "PortClaim", "PortInUse", "StartupFailed", "run", "serve", "serve_embedded"]
+__all__ = [
+    "HEADER_READ_TIMEOUT",
+    "DrainableApp",
+    "PortClaim",
+    "PortInUse",
+    "StartupFailed",
+    "run",
+    "serve",
+    "serve_embedded",
+]
+
+HEADER_READ_TIMEOUT = 30.0  # seconds a client may take to send a request's head (then granian closes)
 
 
 class StartupFailed(RuntimeError):
@@ -107,6 +118,16 @@ def _bind_failure(exc: BaseException, host: str, port: int) -> BaseException:
     return exc
 
 
+def _http1() -> Any:
+    """granian's HTTP/1 settings, written out: the request head's bounds that kfaas.base.asgi relies on."""
+    from granian.http import HTTP1Settings
+
+    from kfaas.base.asgi import MAX_HEADER_BYTES, SERVER_MAX_HEAD
+
+    assert MAX_HEADER_BYTES < SERVER_MAX_HEAD, "kfaas's own header limit must trip before granian's"
+    return HTTP1Settings(header_read_timeout=int(HEADER_READ_TIMEOUT * 1000), max_buffer_size=SERVER_MAX_HEAD)
+
+
 class DrainableApp(Protocol):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None: ...
 
@@ -142,6 +163,7 @@ async def serve(
         port=port,
         interface=Interfaces.ASGI,
         http=HTTPModes.http1,  # queue-proxy and the broker speak HTTP/1.1 to the container
+        http1_settings=_http1(),
         websockets=False,
         log_access=False,
         backlog=1024,
@@ -215,6 +237,7 @@ async def serve_embedded(
         address=host,
         port=port,
         interface=Interfaces.RSGI if rsgi else Interfaces.ASGINL,
+        http1_settings=_http1(),
         log_access=False,
         websockets=False,
     )
