@@ -11,7 +11,14 @@ Heavier pieces (the description model, the dev broker, renderers) live in their 
 imported only by the commands that need them, so a function container starts fast.
 """
 
-from kfaas.base.errors import AlreadyDone, InProgress, InvalidEvent, ServiceUnavailable
+from kfaas.base.errors import (
+    AlreadyDone,
+    ConfigurationError,
+    InProgress,
+    InvalidEvent,
+    KfaasError,
+    ServiceUnavailable,
+)
 from kfaas.base.version import __version__
 from kfaas.runtime.context import Context
 from kfaas.runtime.settings import Settings
@@ -19,9 +26,11 @@ from kfaas.runtime.targets import cloud_event, http
 
 __all__ = [
     "AlreadyDone",
+    "ConfigurationError",
     "Context",
     "InProgress",
     "InvalidEvent",
+    "KfaasError",
     "ServiceUnavailable",
     "Settings",
     "__version__",

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from kfaas.base.errors import AlreadyDone, InProgress, ServiceUnavailable
+from kfaas.base.errors import AlreadyDone, ConfigurationError, InProgress, ServiceUnavailable
 from kfaas.runtime.settings import Settings
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class Context:
     @property
     def mongo(self) -> AsyncMongoClient[dict[str, Any]]:
         if self._mongo is None:
-            raise RuntimeError("MongoDB is not configured: set MONGODB_URL")
+            raise ConfigurationError("MongoDB is not configured: set MONGODB_URL")
         return self._mongo
 
     @property
@@ -111,7 +111,7 @@ class Context:
     async def amqp(self) -> AbstractRobustConnection:
         """The process's one robust RabbitMQ connection, opened on first use."""
         if not self.settings.amqp_url:
-            raise RuntimeError("RabbitMQ is not configured: set AMQP_URL")
+            raise ConfigurationError("RabbitMQ is not configured: set AMQP_URL")
         async with self._amqp_lock:
             if self._amqp is None:
                 import aio_pika
@@ -159,7 +159,9 @@ class Context:
     async def publish(self, event: CloudEvent) -> None:
         """Send ``event`` to ``K_SINK`` (the broker ingress, set by a SinkBinding) in binary mode."""
         if not self.settings.sink:
-            raise RuntimeError("no event sink configured: set K_SINK (a SinkBinding does this on Knative)")
+            raise ConfigurationError(
+                "no event sink configured: set K_SINK (a SinkBinding does this on Knative)"
+            )
         import httpx
         from cloudevents.conversion import to_binary
 
@@ -179,7 +181,7 @@ class Context:
     async def send_email(self, to: str, subject: str, body: str) -> None:
         """Send one plain-text email through the configured SMTP relay (the seed's SES)."""
         if not self.settings.smtp_host:
-            raise RuntimeError("SMTP is not configured: set SMTP_HOST")
+            raise ConfigurationError("SMTP is not configured: set SMTP_HOST")
         from email.message import EmailMessage
 
         message = EmailMessage()

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from kfaas.base.errors import ServiceUnavailable
+from kfaas.base.errors import ServiceUnavailable, public_message
 from kfaas.runtime.context import Context
 from kfaas.runtime.targets import Target
 
@@ -59,8 +59,7 @@ def http_handler(target: Target, ctx: Context) -> ASGIApp:
             response = JSONResponse({"error": str(exc)}, status_code=503)
         except Exception as exc:
             log.exception("http function %s raised", target.name)
-            error = f"the function failed ({type(exc).__name__}); see its log"
-            response = JSONResponse({"error": error}, status_code=500)
+            response = JSONResponse({"error": public_message(exc)}, status_code=500)
         await response(scope, receive, send)
 
     return app
