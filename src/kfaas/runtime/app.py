@@ -14,10 +14,11 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from kfaas.base.asgi import Limits, RequestRefused, decode_headers, refusal
 from kfaas.base.asgi import json_answer as _json_body
 from kfaas.base.asgi import read_body as _read_body
 from kfaas.base.asgi import send_answer as _send
-from kfaas.base.errors import AlreadyDone, InProgress, InvalidEvent, ServiceUnavailable
+from kfaas.base.errors import AlreadyDone, InProgress, InvalidEvent, ServiceUnavailable, public_message
 from kfaas.base.inflight import InFlight
 from kfaas.events import parse_events, to_binary
 from kfaas.runtime.context import Context
@@ -32,8 +33,13 @@ Send = Callable[[Message], Awaitable[None]]
 log = logging.getLogger("kfaas.serve")
 
 
+def _strict(name: str) -> bool:
+    """Header fields read as UTF-8 and refused when they are not: CloudEvents attributes, the content type."""
+    return name.startswith("ce-") or name == "content-type"
+
+
 def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    return decode_headers(scope["headers"], _strict)
 
 
 class FunctionApp:
@@ -46,6 +52,8 @@ class FunctionApp:
         self.in_flight = InFlight()
         self.draining = False
         self._failing: set[str] = set()  # backing services the last readiness check found not answering
+        settings = ctx.settings
+        self.limits = Limits(max_body=settings.max_body_bytes, body_timeout=settings.body_timeout)
         self._inner_lifespan: _Lifespan | None = None
         self._closed = False
         self._http_handler: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
@@ -74,11 +82,22 @@ class FunctionApp:
         with self.in_flight:
             if self.target.signature_type == "cloudevent":
                 await self._cloudevent(scope, receive, send, started)
+                return
+            try:
+                self.limits.check_head(scope["headers"])
+                # read (bounded in size and time) before the function runs: a body over the limit or a
+                # stalled one is answered here, whatever the framework of the function does with bodies
+                body = await _read_body(receive, self.limits.max_body, self.limits.body_timeout)
+            except RequestRefused as exc:
+                status, headers, content = refusal(exc)
+                await _send(send, status, headers, content)
+            except ConnectionAbortedError:
+                status = 499
             else:
-                status = await self._call_http(scope, receive, send)
-                self.request_log.write(
-                    scope["method"], path, status, started, traceparent=_header(scope, b"traceparent")
-                )
+                status = await self._call_http(scope, _replay(body, receive), send)
+            self.request_log.write(
+                scope["method"], path, status, started, traceparent=_header(scope, b"traceparent")
+            )
 
     async def _readiness(self, send: Send) -> None:
         if self.draining:
@@ -115,11 +134,14 @@ class FunctionApp:
                 status, headers, body = _json_body(405, {"error": f"method {method} not allowed; use POST /"})
                 headers = [*headers, (b"allow", b"POST")]
             else:
-                events = parse_events(_headers(scope), await _read_body(receive))
+                self.limits.check_head(scope["headers"])
+                headers_in = _headers(scope)
+                raw = await _read_body(receive, self.limits.max_body, self.limits.body_timeout)
+                events = parse_events(headers_in, raw)
                 event = events[0] if events else None
                 status, headers, body = await self._deliver(events)
-        except InvalidEvent as exc:
-            status, headers, body = _json_body(400, {"error": str(exc)})
+        except InvalidEvent as exc:  # RequestRefused included: 413, 408 and 431 keep their status
+            status, headers, body = refusal(exc)
         except ConnectionAbortedError:
             status, headers, body = 499, [], b""
         if status != 499:
@@ -154,9 +176,9 @@ class FunctionApp:
                     self.target.name,
                     extra={"ce_id": event["id"], "ce_type": event["type"]},
                 )
-                # the exception's type helps whoever reads a dead letter; its message and trace stay in the log
-                error = f"the function failed ({type(exc).__name__}); see its log"
-                return _json_body(500, {"error": error, "id": event["id"]})
+                # the exception's type (and a kfaas error's message) tells whoever reads a dead letter what
+                # kind of failure it was; any other message, and every trace, stays in the log
+                return _json_body(500, {"error": public_message(exc), "id": event["id"]})
         if reply is None or len(events) != 1:
             return 204, [], b""
         return self._reply(reply)
@@ -176,7 +198,7 @@ class FunctionApp:
                 500, {"error": "the function returned something other than None or a CloudEvent; see its log"}
             )
         headers, body = to_binary(reply)
-        raw_headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers.items()]
+        raw_headers = [(k.lower().encode("latin-1"), str(v).encode()) for k, v in headers.items()]
         return 200, raw_headers, body
 
     # -- HTTP functions and ASGI apps -----------------------------------------------------------------
@@ -252,6 +274,20 @@ class FunctionApp:
         if self._inner_lifespan is not None:
             await self._inner_lifespan.shutdown()
         await self.ctx.close()
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives the body already read, then whatever the client does next (a disconnect)."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

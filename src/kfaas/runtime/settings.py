@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
+from kfaas.base.asgi import BODY_TIMEOUT, MAX_BODY
+
 SignatureType = Literal["http", "cloudevent", "asgi"]
 # The URL schemes each service setting accepts: a URL that can never work stops `kfaas serve` at start
 _SCHEMES = {
@@ -67,6 +69,13 @@ class Settings:
     ready_timeout: float = field(
         default=1.0, metadata=_env("KFAAS_READY_TIMEOUT", "Seconds a readiness check may take per service")
     )
+    # Request limits (kfaas.base.asgi): answered 413 / 408 with a JSON body
+    max_body_bytes: int = field(
+        default=MAX_BODY, metadata=_env("KFAAS_MAX_BODY_BYTES", "Largest request body accepted")
+    )
+    body_timeout: float = field(
+        default=BODY_TIMEOUT, metadata=_env("KFAAS_BODY_TIMEOUT", "Seconds a request body may take to arrive")
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -90,6 +99,12 @@ class Settings:
 
                 name = next(f.metadata["env"] for f in fields(cls) if f.name == attr)
                 raise SettingsError(f"{name}={redact(url)!r} does not start with {' or '.join(schemes)}")
+        for attr, env_name in (
+            ("max_body_bytes", "KFAAS_MAX_BODY_BYTES"),
+            ("body_timeout", "KFAAS_BODY_TIMEOUT"),
+        ):
+            if getattr(settings, attr) <= 0:
+                raise SettingsError(f"{env_name}={getattr(settings, attr)!r} must be greater than 0")
         if settings.signature_type and settings.signature_type not in get_args(SignatureType):
             choices = ", ".join(get_args(SignatureType))
             raise SettingsError(

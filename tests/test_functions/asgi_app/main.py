@@ -2,7 +2,7 @@
 
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from kfaas.api import Ctx, create_api
 
@@ -27,3 +27,8 @@ async def thing(n: int, ctx: Ctx) -> dict:
 @app.get("/boom")
 async def boom() -> dict:
     raise RuntimeError("secret internal detail")
+
+
+@app.post("/echo")
+async def echo(request: Request) -> dict:
+    return {"bytes": len(await request.body())}

@@ -54,3 +54,20 @@ def unavailable(event):
 @kfaas.cloud_event
 def wrong_return(event):
     return {"not": "an event"}
+
+
+@kfaas.cloud_event
+async def misconfigured(event, ctx):
+    _ = ctx.db  # no MONGODB_URL: kfaas.ConfigurationError, whose message a dead letter may carry
+
+
+@kfaas.cloud_event
+def reply_bytes(event):
+    return CloudEvent({"type": "com.example.bytes", "source": "/tests/bytes"}, b"\x00\x01")
+
+
+@kfaas.cloud_event
+def reply_text(event):
+    return CloudEvent(
+        {"type": "com.example.text", "source": "/tests/text", "datacontenttype": "text/plain"}, "hello"
+    )
