@@ -15,11 +15,13 @@ from aio_pika.abc import (
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
+    AbstractRobustChannel,
     AbstractRobustConnection,
     ExchangeType,
 )
 from cloudevents.http import CloudEvent
 
+from kfaas.base.asgi import Limits
 from kfaas.base.errors import InvalidEvent
 from kfaas.broker._claims import Claims
 from kfaas.broker._clock import Clock, SystemClock
@@ -74,6 +76,7 @@ class DevBroker:
         clock: Clock | None = None,
         publish_timeout: float = 5.0,
         sources: bool = True,
+        limits: Limits | None = None,
     ) -> None:
         self.app = app
         self.amqp_url = amqp_url
@@ -85,7 +88,7 @@ class DevBroker:
         self.brokers = sorted({*app.brokers, *(t.trigger.broker for t in self.triggers)})
         self._with_sources = sources
         self._connection: AbstractRobustConnection | None = None
-        self._publish_channel: AbstractChannel | None = None
+        self._publish_channel: AbstractRobustChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
         self._dead_letter_channel: AbstractChannel | None = None
         self._consumers: list[tuple[AbstractQueue, str]] = []
@@ -93,7 +96,7 @@ class DevBroker:
         self._http: HttpClient | None = None
         self._stopping = False
         self._sources: list[Any] = []
-        self.ingress = Ingress(self)
+        self.ingress = Ingress(self, limits)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def connect(self) -> None:
@@ -220,6 +223,9 @@ class DevBroker:
         self, exchange: str, properties: aiormq.spec.Basic.Properties, body: bytes
     ) -> None:
         assert self._publish_channel is not None
+        # a channel RabbitMQ closed (it does so on a message over its max_message_size) is reopened by
+        # aio-pika in the background: wait for that rather than publish on the closed one
+        await self._publish_channel.ready()
         channel = await self._publish_channel.get_underlay_channel()
         await channel.basic_publish(
             body, exchange=exchange, routing_key="", properties=properties, mandatory=True

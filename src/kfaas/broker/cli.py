@@ -46,19 +46,28 @@ def run(args: argparse.Namespace) -> int:
     app = _cliopts.load_functions("broker", args.functions)
     if app is None:
         return 2
+    from kfaas.base.asgi import Limits
+
+    try:
+        limits = Limits.from_env()
+    except ValueError as exc:
+        sys.stderr.write(f"kfaas broker: {exc}\n")
+        return 2
     try:
         import uvloop
     except ImportError:  # uvloop is optional (not on Windows)
-        return asyncio.run(_serve(app, args))
-    return uvloop.run(_serve(app, args))
+        return asyncio.run(_serve(app, args, limits))
+    return uvloop.run(_serve(app, args, limits))
 
 
-async def _serve(app: object, args: argparse.Namespace) -> int:
+async def _serve(app: object, args: argparse.Namespace, limits: object) -> int:
+    from kfaas.base.asgi import Limits
     from kfaas.base.server import PortClaim
     from kfaas.broker import BrokerConflict, DevBroker, RabbitMQUnreachable, serve_ingress
     from kfaas.spec import AppSpec
 
     assert isinstance(app, AppSpec)
+    assert isinstance(limits, Limits)
     template: str = args.url_template
 
     def resolve_url(name: str) -> str:
@@ -69,7 +78,7 @@ async def _serve(app: object, args: argparse.Namespace) -> int:
     except OSError as exc:
         log.error("cannot serve: %s", exc)
         return 1
-    broker = DevBroker(app, args.amqp_url, resolve_url, namespace=args.namespace)
+    broker = DevBroker(app, args.amqp_url, resolve_url, namespace=args.namespace, limits=limits)
     try:
         await broker.start()
     except (RabbitMQUnreachable, BrokerConflict) as exc:

@@ -9,8 +9,10 @@ same binary-mode message (``ce-*`` AMQP headers, content type, data). So ``kfaas
 letters from a cluster as from compose, and ``kfaas dlq redrive --to-subscriber`` sends them back.
 
 Answers: 202 once RabbitMQ confirmed the message (Knative then forgets the event), 400 JSON for a request
-that is not a CloudEvent, 404 JSON for a path that is no trigger's, 503 while RabbitMQ is unreachable
-(Knative retries a 5xx from a dead-letter sink, then logs and drops the event). ``GET /health/liveness``
+that is not a CloudEvent (or whose id or content type is longer than AMQP's 255 bytes), 404 JSON for a path
+that is no trigger's, 413/408/431 JSON over the request limits of ``kfaas.base.asgi`` (the runtime's) or
+413 over RabbitMQ's ``max_message_size``, 503 while RabbitMQ is unreachable (Knative retries a 5xx from a
+dead-letter sink, then logs and drops the event). ``GET /health/liveness``
 and ``/health/readiness`` (503 without RabbitMQ).
 """
 
@@ -21,10 +23,12 @@ import asyncio
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from kfaas.base.asgi import Limits
 from kfaas.base.inflight import InFlight
 from kfaas.broker._names import PREFIX, QUORUM, connection_ready, event_to_amqp, triggers_of
 from kfaas.spec import options as _cliopts
@@ -70,9 +74,12 @@ def queues_of(app: AppSpec, namespace: str) -> dict[str, DeadLetterQueue]:
 class DeadLetterSink:
     """ASGI app storing the dead letters Knative POSTs in RabbitMQ (see the module docstring)."""
 
-    def __init__(self, queues: dict[str, DeadLetterQueue], amqp_url: str) -> None:
+    def __init__(
+        self, queues: dict[str, DeadLetterQueue], amqp_url: str, limits: Limits | None = None
+    ) -> None:
         self.queues = queues
         self.amqp_url = amqp_url
+        self.limits = limits or Limits()
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._declared: set[str] = set()
@@ -164,10 +171,6 @@ class DeadLetterSink:
                 return
 
     async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        from kfaas.base.asgi import read_body
-        from kfaas.base.errors import InvalidEvent
-        from kfaas.events import parse_events
-
         path: str = scope["path"].rstrip("/") or "/"
         if path in ("/health/readiness", "/health/liveness"):
             ok = path.endswith("liveness")
@@ -183,28 +186,48 @@ class DeadLetterSink:
         if queue is None:
             known = ", ".join(self.queues) or "none"
             await _json(send, 404, {"error": f"no dead-letter sink at {path} (paths: {known})"})
-            return
-        if scope["method"] != "POST":
+        elif scope["method"] != "POST":
             await _json(send, 405, {"error": "POST dead-lettered CloudEvents here"}, allow="POST")
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        body = await read_body(receive)
+        else:
+            await self._take(queue, scope, receive, send)
+
+    async def _take(self, queue: DeadLetterQueue, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Read, check and store the dead letters of one request; answer 202, or why not."""
+        from kfaas.base.asgi import decode_headers, read_body, refusal, send_answer
+        from kfaas.base.errors import InvalidEvent
+        from kfaas.broker._ingress import check_amqp_limits, rabbitmq_refusal
+        from kfaas.events import parse_events
+
         try:
+            self.limits.check_head(scope["headers"])
+            headers = decode_headers(scope["headers"], lambda n: n.startswith(PREFIX) or n == "content-type")
+            body = await read_body(receive, self.limits.max_body, self.limits.body_timeout)
             events = parse_events(headers, body)
-        except InvalidEvent as exc:
-            await _json(send, 400, {"error": str(exc)})
+            binary = "ce-specversion" in headers
+            for event in events:
+                attributes = {PREFIX + key: value for key, value in event.get_attributes().items()}
+                content_type = headers.get("content-type") if binary else event.get("datacontenttype")
+                check_amqp_limits(attributes, content_type)
+        except InvalidEvent as exc:  # refusals over a limit keep their status (413, 408, 431)
+            await send_answer(send, *refusal(exc))
+            return
+        except ConnectionAbortedError:
             return
         try:
-            if "ce-specversion" in headers:
+            if binary:
                 # binary mode, validated above: keep the request's own attributes and bytes
-                attributes: dict[str, Any] = {k: v for k, v in headers.items() if k.startswith(PREFIX)}
+                attributes = {k: v for k, v in headers.items() if k.startswith(PREFIX)}
                 await self.store(queue, attributes, headers.get("content-type"), body)
             else:
                 for event in events:
                     await self.store(queue, *event_to_amqp(event))
         except RabbitMQUnavailable as exc:
-            log.warning("dead letter for %s not stored: %s", queue.name, exc)
-            await _json(send, 503, {"error": "RabbitMQ is unavailable, retry later"})
+            refused = rabbitmq_refusal(exc)
+            log.warning("dead letter for %s not stored: %s", queue.name, refused or exc)
+            if refused is not None:
+                await send_answer(send, *refusal(refused))
+            else:
+                await _json(send, 503, {"error": "RabbitMQ is unavailable, retry later"})
             return
         for event in events:
             log.info(
@@ -261,11 +284,16 @@ def run(args: argparse.Namespace) -> int:
     if app is None:
         return 2
     try:
+        limits = Limits.from_env()
+    except ValueError as exc:
+        sys.stderr.write(f"kfaas dead-letters: {exc}\n")
+        return 2
+    try:
         claim = _server.PortClaim(args.host, args.port)
     except OSError as exc:
         log.error("cannot serve: %s", exc)
         return 1
-    sink = DeadLetterSink(queues_of(app, args.namespace), args.amqp_url)
+    sink = DeadLetterSink(queues_of(app, args.namespace), args.amqp_url, limits)
     log.info("dead-letter sink on %s:%d for %s", args.host, args.port, ", ".join(sink.queues))
     try:
         _server.run(sink, args.host, args.port, claim=claim)
