@@ -7,12 +7,20 @@ does). It only reads, so it runs with a MongoDB user that has the ``read`` role 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from bson import ObjectId
 from bson.errors import InvalidId
-from fastapi import HTTPException
+from fastapi import HTTPException, Path
 from pydantic import BaseModel
 
-from kfaas.api import Ctx, create_api
+from kfaas.api import Ctx, create_api, error_response
+
+# what ObjectId accepts, in the document (checked by the handler, which names the problem)
+USER_ID = Path(
+    description="The id create-user gave: 24 hex characters",
+    json_schema_extra={"pattern": "^[0-9a-fA-F]{24}$"},
+)
 
 
 class User(BaseModel):
@@ -27,10 +35,10 @@ app = create_api("get-user", description="Read a user by id (the seed's GetUser)
 @app.get(
     "/users/{user_id}",
     response_model=User,
-    responses={404: {"description": "No user has this id"}},
+    responses={404: error_response("No user has this id")},
     summary="Get a user",
 )
-async def get_user(user_id: str, ctx: Ctx) -> User:
+async def get_user(user_id: Annotated[str, USER_ID], ctx: Ctx) -> User:
     try:
         oid = ObjectId(user_id)
     except (InvalidId, TypeError):

@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
-from kfaas.api import Ctx, create_api
+from kfaas.api import Ctx, create_api, error_response
 
 # Read once at start-up: the queue process-order's queue source consumes.
 ORDERS_QUEUE = os.environ.get("ORDERS_QUEUE", "orders")
@@ -26,31 +27,63 @@ PLACED = "com.kfaas.order.placed"
 SOURCE = "/kfaas/place-order"
 
 
+MAX_QTY = 10_000
+MAX_PRICE = 1_000_000
+MAX_ITEMS = 500
+MAX_TOTAL = MAX_ITEMS * MAX_QTY * MAX_PRICE  # the largest total the items can add up to
+
+
+def _json_integer(value: Any) -> Any:
+    """A JSON integer: 3 or 3.0 (JSON Schema's integers), never true or "3" (refused, not converted)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+# JSON numbers only (booleans and numeric strings are refused, not converted); finite and bounded, so no
+# total can overflow into infinity while it is checked
+Quantity = Annotated[int, Field(ge=1, le=MAX_QTY), BeforeValidator(_json_integer)]
+Price = Annotated[float, Field(strict=True, ge=0, le=MAX_PRICE, allow_inf_nan=False)]
+Total = Annotated[float, Field(strict=True, ge=0, le=MAX_TOTAL, allow_inf_nan=False)]
+
+
 class Item(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sku: Annotated[str, Field(min_length=1, max_length=64)]
-    qty: Annotated[int, Field(ge=1, le=10_000, strict=True)]
-    price: Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+    qty: Quantity
+    price: Price
 
 
 class NewOrder(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")] = None
     userId: Annotated[str, Field(min_length=1, max_length=128)]
-    items: Annotated[list[Item], Field(min_length=1, max_length=500)]
-    total: Annotated[float | None, Field(ge=0, allow_inf_nan=False)] = None
+    items: Annotated[list[Item], Field(min_length=1, max_length=MAX_ITEMS)]
+    total: Annotated[Total | None, Field(description="When given, must equal the sum of the items")] = None
 
     @property
     def total_cents(self) -> int:
-        return sum(item.qty * round(item.price * 100) for item in self.items)
+        return cents_of(self.items)
 
-    @model_validator(mode="after")
-    def _total(self) -> NewOrder:
-        if self.total is not None and round(self.total * 100) != self.total_cents:
-            raise ValueError(
-                f"total {self.total} differs from the sum of the items {self.total_cents / 100:.2f}"
-            )
-        return self
+    @field_validator("total")
+    @classmethod
+    def _total(cls, total: float | None, info: ValidationInfo) -> float | None:
+        items = info.data.get("items")  # absent when the items themselves were invalid
+        if total is not None and items is not None and round(total * 100) != cents_of(items):
+            raise ValueError(f"{total} differs from the sum of the items, {cents_of(items) / 100:.2f}")
+        return total
+
+
+def cents_of(items: list[Item]) -> int:
+    return sum(item.qty * round(item.price * 100) for item in items)
+
+
+class Placed(BaseModel):
+    """The 202 answer: the order is recorded and queued; its status is at statusUrl (get-order)."""
+
+    id: str
+    status: str
+    statusUrl: str
 
 
 app = create_api("place-order", description="Place an order: validated, recorded, enqueued (202).")
@@ -78,7 +111,11 @@ def placed_message(order: dict[str, Any], placed_at: datetime) -> bytes:
 @app.post(
     "/orders",
     status_code=202,
-    responses={409: {"description": "Another order has this id"}},
+    response_model=Placed,
+    responses={
+        202: {"headers": {"Location": {"description": "The status URL", "schema": {"type": "string"}}}},
+        409: error_response("Another order has this id"),
+    },
     summary="Place an order",
 )
 async def place_order(new: NewOrder, ctx: Ctx) -> JSONResponse:

@@ -110,8 +110,8 @@ async def test_total_is_computed_when_missing_and_client_id_is_kept(queue_ctx: C
     [
         (valid_order(items=[]), "items"),
         (valid_order(userId=""), "userId"),
-        (valid_order(total=3), "body"),
-        (valid_order(items=[{"sku": "a", "qty": "2", "price": 1}]), "items.0.qty"),
+        (valid_order(total=3), "total"),
+        (valid_order(items=[{"sku": "a", "qty": "2", "price": 1}]), "items[0].qty"),
         (valid_order(id="$bad"), "id"),
         ({**valid_order(), "extra": 1}, "extra"),
     ],

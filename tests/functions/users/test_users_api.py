@@ -57,7 +57,7 @@ async def test_create_then_get(mongodb_url: str, database: str) -> None:
         running("create-user", mongodb_url, database) as create,
         running("get-user", mongodb_url, database) as get,
     ):
-        created = await create.post("/users", json={"email": " Ada@Example.com ", "name": "Ada Lovelace"})
+        created = await create.post("/users", json={"email": "Ada@Example.com", "name": "Ada Lovelace"})
         assert created.status_code == 201
         body = created.json()
         assert body["email"] == "ada@example.com"

@@ -32,3 +32,8 @@ async def boom() -> dict:
 @app.post("/echo")
 async def echo(request: Request) -> dict:
     return {"bytes": len(await request.body())}
+
+
+@app.get("/misconfigured")
+async def misconfigured(ctx: Ctx) -> dict:
+    return {"users": await ctx.db.users.count_documents({})}  # no MONGODB_URL: kfaas.ConfigurationError
