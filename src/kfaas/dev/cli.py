@@ -135,6 +135,12 @@ def run(args: argparse.Namespace) -> int:
             return 2
         app = app.model_copy(update={"functions": [f for f in app.functions if f.name in args.only]})
     problems = _missing_services(app, args)
+    try:
+        from kfaas.base.asgi import Limits
+
+        Limits.from_env()
+    except ValueError as exc:
+        problems.append(str(exc))
     if problems:
         sys.stderr.write("kfaas dev: " + "\n  ".join(problems) + "\n")
         return 2
@@ -255,6 +261,7 @@ class _Dev:
             if problem:
                 return problem
         if self.app.brokers or "rabbitmq" in uses:
+            from kfaas.base.asgi import Limits
             from kfaas.broker import BrokerConflict, DevBroker, RabbitMQUnreachable
 
             urls = self.urls  # filled once the function processes have their ports
@@ -264,6 +271,7 @@ class _Dev:
                 lambda name: urls[name] + "/",
                 namespace=args.namespace,
                 clock=self.clock,
+                limits=Limits.from_env(),  # checked in run()
             )
             try:
                 await self.broker.connect()  # also the check of AMQP_URL for the functions that use it
@@ -351,12 +359,14 @@ class _Dev:
 
     async def _start_front(self, processes: list[Any]) -> None:
         """The broker (with its ingress) and the gateway, once every function is ready."""
+        from kfaas.base.asgi import Limits
         from kfaas.base.server import serve_embedded
         from kfaas.broker import serve_ingress
         from kfaas.gateway import build
 
         args = self.args
         urls = {p.name: p.url for p in processes}
+        limits = Limits.from_env()  # checked in run()
         claims = iter(self.claims)
         gateway_claim = next(claims)
         if self.broker is not None:
@@ -368,7 +378,9 @@ class _Dev:
                 )
             )
             self.say(f"{'broker':<8} | ready: {', '.join(self.broker.brokers)} (namespace {args.namespace})")
-        self.gateway = build(self.app, urls, "http://{name}:8080", os.environ.get("KFAAS_CORS_ORIGINS", "*"))
+        self.gateway = build(
+            self.app, urls, "http://{name}:8080", os.environ.get("KFAAS_CORS_ORIGINS", "*"), limits=limits
+        )
         await self.gateway.start()
         self.tasks.append(
             asyncio.create_task(

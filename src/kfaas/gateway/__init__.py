@@ -12,6 +12,10 @@ before ``/orders/{id}``).
 - 502 JSON when the function does not answer (down, refusing), 504 JSON when it is slower than its
   description's ``timeout``;
 - ``GET /health/liveness`` and ``/health/readiness`` of the gateway itself;
+- ``GET /openapi.json``: one OpenAPI document for the whole API, merged from the functions' own documents
+  as the gateway routes them, fetched on demand and cached (``_openapi``); ``GET /docs``: Swagger UI on it;
+- the request limits of ``kfaas.base.asgi`` (body size and time, header fields), answered with 413/408/431
+  JSON before anything reaches a function;
 - one JSON log line per request: method, path, function, status, duration.
 
 Pooled ``httpx.AsyncClient`` connections; served with granian like the runtime.

@@ -10,14 +10,25 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequen
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kfaas.base.asgi import MAX_HEADER_BYTES, MAX_HEADERS, Limits, RequestRefused, read_body, refusal
 from kfaas.base.inflight import InFlight
+from kfaas.gateway._openapi import ApiDocument
 
 if TYPE_CHECKING:
     import httpx
 
     from kfaas.spec import AppSpec
 
-__all__ = ["Gateway", "GatewayRoute", "build", "resolver", "routes_of"]
+__all__ = [
+    "RESERVED",
+    "SWAGGER_UI",
+    "Gateway",
+    "GatewayRoute",
+    "build",
+    "gateway_limits",
+    "resolver",
+    "routes_of",
+]
 
 log = logging.getLogger("kfaas.gateway")
 
@@ -25,7 +36,28 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-MAX_BODY = 10 * 1024 * 1024
+# What the gateway serves itself; no function may declare these paths.
+RESERVED = ("/openapi.json", "/docs", "/health/liveness", "/health/readiness")
+# Where the page at /docs loads Swagger UI from (swagger-ui-dist on jsDelivr, as FastAPI's own /docs does)
+SWAGGER_UI = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5"
+# The gateway adds header fields when it forwards a request (x-forwarded-*, host, content-length and httpx's
+# accept, accept-encoding, connection, user-agent): its own limits leave room for them below the function's,
+# so a request it lets through is never refused by the function for what the gateway added.
+_ADDED_HEADERS = 8
+_ADDED_HEADER_BYTES = 1024
+
+
+def gateway_limits(limits: Limits | None = None) -> Limits:
+    """The request limits of the gateway: ``limits`` (the body's) with the header limits lowered as above."""
+    body = limits or Limits()
+    return Limits(
+        max_body=body.max_body,
+        body_timeout=body.body_timeout,
+        max_headers=MAX_HEADERS - _ADDED_HEADERS,
+        max_header_bytes=MAX_HEADER_BYTES - _ADDED_HEADER_BYTES,
+    )
+
+
 # Hop-by-hop headers (RFC 9110 section 7.6.1) are not forwarded; host and length are set by the client.
 _HOP = frozenset(
     {
@@ -97,6 +129,13 @@ def _json(
     return status, [(b"content-type", b"application/json"), *extra], json.dumps(payload).encode()
 
 
+def _with(
+    answer: tuple[int, list[tuple[bytes, bytes]], bytes], cors: list[tuple[bytes, bytes]]
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    status, headers, body = answer
+    return status, [*headers, *cors], body
+
+
 class Gateway:
     """The gateway's ASGI app. ``await start()`` opens the pooled client, ``await close()`` closes it."""
 
@@ -106,10 +145,22 @@ class Gateway:
         resolve_url: Callable[[str], str],
         *,
         cors_origins: Sequence[str] = ("*",),
+        limits: Limits | None = None,
+        openapi_ttl: float = 60.0,
+        swagger_ui: str = SWAGGER_UI,
     ) -> None:
+        for route in routes:
+            if _PARAM.sub("{}", route.template.rstrip("/")) in RESERVED:
+                raise ValueError(
+                    f"{route.function} declares {route.template}, which the gateway serves itself "
+                    f"({', '.join(RESERVED)})"
+                )
         self.routes = routes
         self.resolve_url = resolve_url
         self.cors_origins = tuple(o.strip() for o in cors_origins if o.strip())
+        self.limits = gateway_limits(limits)
+        self.document = ApiDocument(routes, resolve_url, ttl=openapi_ttl)
+        self.swagger_ui = swagger_ui.rstrip("/")
         self._client: httpx.AsyncClient | None = None
         self.in_flight = InFlight()
         self.draining = False
@@ -204,15 +255,63 @@ class Gateway:
         cors = self._cors(origin)
         if path in ("/health/liveness", "/health/readiness"):
             return "-", self._health(path)
+        try:
+            self.limits.check_head(scope["headers"])
+        except RequestRefused as exc:
+            return "-", _with(refusal(exc), cors)
         if method == "OPTIONS" and any(k == "access-control-request-method" for k, _ in headers):
             return self._preflight(path, headers, cors)
+        if path in ("/openapi.json", "/docs"):
+            return "-", await self._own(method, path, cors)
         route, allowed = self.match(method, path)
         if route is None:
             return "-", self._no_route(method, path, allowed, cors)
-        body = await self._body(receive)
-        if body is None:
-            return route.function, _json(413, {"error": f"request body larger than {MAX_BODY} bytes"}, cors)
-        return route.function, await self._proxy(route, scope, headers, body, cors)
+        return route.function, await self._forward(route, scope, receive, headers, cors)
+
+    async def _forward(
+        self,
+        route: GatewayRoute,
+        scope: Scope,
+        receive: Receive,
+        headers: list[tuple[str, str]],
+        cors: list[tuple[bytes, bytes]],
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Read the body (within the limits), then proxy the request to the route's function."""
+        try:
+            body = await read_body(receive, self.limits.max_body, self.limits.body_timeout)
+        except RequestRefused as exc:
+            return _with(refusal(exc), cors)
+        except ConnectionAbortedError:
+            return 499, [], b""  # the client went away: nobody reads this
+        return await self._proxy(route, scope, headers, body, cors)
+
+    async def _own(
+        self, method: str, path: str, cors: list[tuple[bytes, bytes]]
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """``GET /openapi.json`` (the merged document) and ``GET /docs`` (Swagger UI on it)."""
+        if method not in ("GET", "HEAD"):
+            return _json(
+                405, {"error": f"method {method} not allowed on {path}"}, [*cors, (b"allow", b"GET, HEAD")]
+            )
+        if path == "/docs":
+            return 200, [(b"content-type", b"text/html; charset=utf-8"), *cors], self._docs_page()
+        if self._client is None:
+            await self.start()
+        assert self._client is not None
+        body = await self.document.body(self._client)
+        return 200, [(b"content-type", b"application/json"), (b"cache-control", b"no-cache"), *cors], body
+
+    def _docs_page(self) -> bytes:
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        page = get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{self.document.title} - Swagger UI",
+            swagger_js_url=f"{self.swagger_ui}/swagger-ui-bundle.js",
+            swagger_css_url=f"{self.swagger_ui}/swagger-ui.css",
+            swagger_favicon_url=f"{self.swagger_ui}/favicon-32x32.png",
+        )
+        return bytes(page.body)
 
     def _health(self, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         if path == "/health/liveness":
@@ -242,21 +341,6 @@ class Gateway:
             (b"access-control-max-age", b"600"),
         ]
         return route.function, (204, [*cors, *extra], b"")
-
-    async def _body(self, receive: Receive) -> bytes | None:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return b""
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
 
     async def _proxy(
         self,
@@ -316,7 +400,23 @@ def resolver(urls: Mapping[str, str], template: str) -> Callable[[str], str]:
     return resolve
 
 
-def build(app: AppSpec, urls: Mapping[str, str], template: str, cors_origins: str) -> Gateway:
+def build(
+    app: AppSpec,
+    urls: Mapping[str, str],
+    template: str,
+    cors_origins: str,
+    *,
+    limits: Limits | None = None,
+    openapi_ttl: float = 60.0,
+    swagger_ui: str = SWAGGER_UI,
+) -> Gateway:
     if "{name}" not in template:
         raise ValueError(f"the URL template {template!r} has no {{name}}")
-    return Gateway(routes_of(app), resolver(urls, template), cors_origins=cors_origins.split(","))
+    return Gateway(
+        routes_of(app),
+        resolver(urls, template),
+        cors_origins=cors_origins.split(","),
+        limits=limits,
+        openapi_ttl=openapi_ttl,
+        swagger_ui=swagger_ui,
+    )

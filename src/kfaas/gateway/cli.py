@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from kfaas.gateway._app import build
+from kfaas.gateway._app import SWAGGER_UI, build
 from kfaas.spec import options as _cliopts
 
 __all__ = ["configure", "run"]
@@ -40,9 +40,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=env("KFAAS_CORS_ORIGINS", "*"),
         help="allowed origins, comma-separated, or * (env KFAAS_CORS_ORIGINS)",
     )
+    parser.add_argument(
+        "--openapi-ttl",
+        type=float,
+        default=float(env("KFAAS_OPENAPI_TTL", "60")),
+        help="seconds a function's OpenAPI document is kept before it is fetched again (env KFAAS_OPENAPI_TTL)",
+    )
+    parser.add_argument(
+        "--swagger-ui",
+        default=env("KFAAS_SWAGGER_UI", SWAGGER_UI),
+        help="where the /docs page loads Swagger UI (swagger-ui-dist) from (env KFAAS_SWAGGER_UI)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from kfaas.base.asgi import Limits
     from kfaas.base.log import configure_logging
     from kfaas.base.server import PortClaim
     from kfaas.base.server import run as run_server
@@ -51,7 +63,13 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     try:
         gateway = build(
-            load_app(args.functions), _url_mapping(args.url), args.url_template, args.cors_origins
+            load_app(args.functions),
+            _url_mapping(args.url),
+            args.url_template,
+            args.cors_origins,
+            limits=Limits.from_env(),
+            openapi_ttl=args.openapi_ttl,
+            swagger_ui=args.swagger_ui,
         )
     except (SpecError, ValueError) as exc:
         sys.stderr.write(f"kfaas gateway: {exc}\n")
