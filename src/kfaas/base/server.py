@@ -227,7 +227,7 @@ async def serve_embedded(
     ``kfaas dev``): the app shares the caller's connections, and its HTTP parsing stays in Rust. Raises
     :class:`PortInUse` when the port is taken (``claim``: taken earlier by the caller, released here).
     """
-    from granian.constants import Interfaces
+    from granian.constants import HTTPModes, Interfaces
     from granian.server.embed import Server
 
     claim = claim or PortClaim(host, port)
@@ -237,6 +237,7 @@ async def serve_embedded(
         address=host,
         port=port,
         interface=Interfaces.RSGI if rsgi else Interfaces.ASGINL,
+        http=HTTPModes.http1,  # as the servers of the containers: the same head limits everywhere
         http1_settings=_http1(),
         log_access=False,
         websockets=False,
