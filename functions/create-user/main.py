@@ -1,9 +1,11 @@
 """create-user: ``POST /users`` — the seed's CreateUser Lambda on MongoDB.
 
 Takes ``{"email": ..., "name": ...}`` and answers 201 with the new user and a ``Location: /users/{id}``
-header. A body that fails validation gets 400 naming the field; unknown keys are refused, which is also what
-keeps operator keys (``$where``, ``a.b``) out of the database; an email already registered gets 409 (a unique
-index, created at start-up, or on the first request if MongoDB was not there at start-up).
+header. A body that fails validation gets 400 naming the field, by exactly the rules of its OpenAPI document
+(an email with surrounding spaces is refused, not trimmed); unknown keys are refused, which is also what
+keeps operator keys (``$where``, ``a.b``) out of the database; the email is stored lower-cased, and one
+already registered in any case gets 409 (a unique index, created at start-up, or on the first request if
+MongoDB was not there at start-up).
 """
 
 from __future__ import annotations
