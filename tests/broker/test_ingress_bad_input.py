@@ -207,6 +207,28 @@ async def test_a_chunked_body_over_the_limit_is_refused_while_it_is_read(server:
     assert response.json() == {"error": "request body too large: more than 10485760 bytes, the limit"}
 
 
+async def test_a_body_cut_off_by_the_client_is_not_taken_for_an_event(server: Server) -> None:
+    """A client that goes away mid-body (with or without a Content-Length) leaves nothing behind."""
+    import socket
+
+    for head in (
+        request("POST", path_of(server), [("ce-id", "cut-1"), *BINARY], b"0123456789", length=100),
+        request("POST", path_of(server), [("ce-id", "cut-2"), ("transfer-encoding", "chunked"), *BINARY])
+        + b"a\r\n0123456789\r\n5\r\n01",
+    ):
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(head)
+            await asyncio.sleep(0.3)
+    assert post(server, [("ce-id", "after-cut"), *BINARY], b"x").status == 202
+    ids: list[str] = []
+    deadline = asyncio.get_running_loop().time() + 15
+    while "after-cut" not in ids and asyncio.get_running_loop().time() < deadline:
+        ids += [str(m.headers.get("ce-id")) for m in await server.messages(server.queue + ".dlq")]
+        await asyncio.sleep(0.1)
+    assert "after-cut" in ids
+    assert not {"cut-1", "cut-2"} & set(ids)
+
+
 async def test_rabbitmq_s_message_size_limit_is_named_and_the_next_event_goes_through(
     server: Server, rabbitmq_ctl: Any
 ) -> None:

@@ -236,11 +236,23 @@ async def read_body(receive: Receive, limit: int = MAX_BODY, timeout: float = BO
 async def read_stream(
     chunks: AsyncIterator[bytes], limit: int = MAX_BODY, timeout: float = BODY_TIMEOUT
 ) -> bytes:
-    """The whole body from an iterator of chunks (granian's RSGI protocol), with :func:`read_body`'s bounds."""
+    """The whole body from granian's RSGI protocol (an async iterator of chunks), with :func:`read_body`'s
+    bounds; ``ConnectionAbortedError`` when the client went away mid-body.
+
+    granian (2.8) does not raise when a body breaks off: the iterator yields an empty chunk for the error
+    and then the empty chunk that ends every body. Two empty chunks in a row are that, and the partial
+    body is never taken for a whole one.
+    """
     body = bytearray()
+    empty = False
     try:
         async with asyncio.timeout(timeout):
             async for chunk in chunks:
+                if not chunk:
+                    if empty:
+                        raise ConnectionAbortedError("client disconnected mid-body")
+                    empty = True
+                    continue
                 body += chunk
                 if len(body) > limit:
                     raise Limits(max_body=limit).too_large()
