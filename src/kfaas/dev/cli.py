@@ -405,6 +405,7 @@ class _Dev:
             for r in self.gateway.routes
         ]
         lines += [f"  {p.name:<16} {p.url}" for p in processes]
+        lines.append(f"OpenAPI document: {base}/openapi.json, Swagger UI: {base}/docs")
         lines.append("Ctrl-C stops everything.")
         self.say("\n".join(lines))
 
