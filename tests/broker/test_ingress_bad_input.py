@@ -230,42 +230,37 @@ async def test_a_body_cut_off_by_the_client_is_not_taken_for_an_event(server: Se
 
 
 async def test_rabbitmq_s_message_size_limit_is_named_and_the_next_event_goes_through(
-    server: Server, rabbitmq_ctl: Any
+    server: Server, functions: Path, amqp_url: str, rabbitmq_ctl: Any
 ) -> None:
     """RabbitMQ refuses a message over its max_message_size by closing the channel: a 413 naming that limit,
     not a 503 "unavailable"; the channel comes back for the next event."""
     limit = 1024 * 1024
     original = (await rabbitmq_ctl.run("eval", "application:get_env(rabbit, max_message_size).")).strip()
     await rabbitmq_ctl.run("eval", f"application:set_env(rabbit, max_message_size, {limit}).")
+    # channels read the limit when they open: a fresh process (of a namespace of its own) opens fresh ones
+    process, namespace = _process(server.process.args[0], functions, amqp_url)
+    fresh = Server(process, namespace, amqp_url)
     try:
-        # channels read the limit when they open: a fresh process opens fresh channels
-        with KfaasProcess(
-            server.process.args, env=server.process.env, ready_path="/health/readiness"
-        ) as fresh:
-            big = exchange(
-                fresh.port, request("POST", path_of(server), [("ce-id", "big-1"), *BINARY], b"x" * 2_000_000)
-            )
+        with process:
+            big = post(fresh, [("ce-id", "big-1"), *BINARY], b"x" * 2_000_000)
             assert big.status == 413
             assert big.json() == {
                 "error": f"RabbitMQ refused the event: its message of 2000000 bytes is larger than RabbitMQ's "
                 f"max_message_size of {limit} bytes"
             }
-            small = exchange(
-                fresh.port, request("POST", path_of(server), [("ce-id", "small-1"), *BINARY], b"x")
-            )
-            assert small.status == 202
+            assert post(fresh, [("ce-id", "small-1"), *BINARY], b"x").status == 202
+            # the sink stores in the dead-letter queue; the broker's trigger delivers to a function that is
+            # not there, so the small event ends in the same dead-letter queue after its one retry
+            ids: list[str] = []
+            deadline = asyncio.get_running_loop().time() + 15
+            while "small-1" not in ids and asyncio.get_running_loop().time() < deadline:
+                ids += [str(m.headers.get("ce-id")) for m in await fresh.messages(fresh.queue + ".dlq")]
+                await asyncio.sleep(0.1)
+        assert ids == ["small-1"]
     finally:
         value = original.removeprefix("{ok,").removesuffix("}")
         await rabbitmq_ctl.run("eval", f"application:set_env(rabbit, max_message_size, {value}).")
-    # the sink stores in the dead-letter queue; the broker's trigger delivers to a function that is not
-    # there, so the small event ends in the same dead-letter queue after its one retry
-    ids: list[str] = []
-    deadline = asyncio.get_running_loop().time() + 15
-    while "small-1" not in ids and asyncio.get_running_loop().time() < deadline:
-        ids += [str(m.headers.get("ce-id")) for m in await server.messages(server.queue + ".dlq")]
-        await asyncio.sleep(0.1)
-    assert "small-1" in ids
-    assert "big-1" not in ids
+        await _delete(amqp_url, [fresh.queue, fresh.queue + ".dlq"], [f"b.{namespace}.default"])
 
 
 async def test_a_dead_letter_carries_a_kfaas_error_s_message(harness: Harness) -> None:
