@@ -5,8 +5,10 @@ The dev broker gives Knative's RabbitMQ broker semantics on RabbitMQ, for compos
 It reads the same function descriptions as the renderers and gives them the contract of the
 eventing-rabbitmq broker (docs/broker.md says what it does and what it lacks):
 
-- an HTTP ingress (ASGI) at ``POST /<broker>`` taking CloudEvents in binary, structured and batch mode;
-  202 once RabbitMQ confirmed the publish, 400 JSON naming the problem, 503 when RabbitMQ is down;
+- an HTTP ingress (RSGI, and ASGI for embedding) at ``POST /<broker>`` taking CloudEvents in binary,
+  structured and batch mode; 202 once RabbitMQ confirmed the publish, 400 JSON naming the problem,
+  408/413/431 JSON over the request limits of ``kfaas.base.asgi`` (413 also over RabbitMQ's own
+  ``max_message_size``), 503 when RabbitMQ is down;
 - per broker a durable headers exchange ``b.<namespace>.<broker>``; per trigger a quorum queue
   ``t.<namespace>.<function>-<trigger>`` bound with the trigger's exact attribute filter, and a quorum
   dead-letter queue ``….dlq``;
