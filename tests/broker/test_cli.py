@@ -105,3 +105,27 @@ async def test_broker_recovers_when_rabbitmq_closes_its_connection(
         await asyncio.sleep(0.05)
     (got,) = await sub.wait_for(1, timeout=15)
     assert got["id"] == "after"
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [("nope=http://127.0.0.1:1/", "--url names no function of"), ("broken", "--url expects NAME=URL")],
+)
+def test_a_function_url_must_name_a_function(tmp_path: Path, item: str, message: str) -> None:
+    import subprocess
+
+    folder = tmp_path / "functions" / "sink"
+    folder.mkdir(parents=True)
+    (folder / "function.yaml").write_text("kind: cloudevent\ntriggers:\n  - name: cli\n")
+    (folder / "main.py").write_text("def handle(event):\n    return None\n")
+    argv = [sys.executable, "-m", "kfaas", "broker", "--functions", str(tmp_path / "functions")]
+    argv += ["--amqp-url", "amqp://guest@127.0.0.1:1/", "--url", item]
+    result = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr

@@ -1,7 +1,8 @@
 """``kfaas broker``: run the dev broker standalone (the ``broker`` service of docker-compose.yml).
 
 Functions are reached at ``KFAAS_FUNCTION_URL_TEMPLATE`` (``--url-template``), e.g. ``http://{name}:8080/``
-in compose; the ingress listens on ``--host``/``--port`` (``PORT``, 8080) at ``/<broker>``.
+in compose, or at the URL ``--url NAME=URL`` gives one of them (functions on one host, each on its port); the
+ingress listens on ``--host``/``--port`` (``PORT``, 8080) at ``/<broker>``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=env("KFAAS_FUNCTION_URL_TEMPLATE", "http://{name}:8080/"),
         help="URL of a function from its name (env KFAAS_FUNCTION_URL_TEMPLATE)",
     )
+    _cliopts.function_urls(parser)
     _cliopts.namespace(parser)
 
 
@@ -50,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         limits = Limits.from_env()
+        args.urls = _function_urls(args.url, {fn.name for fn in app.functions}, args.functions)
     except ValueError as exc:
         sys.stderr.write(f"kfaas broker: {exc}\n")
         return 2
@@ -58,6 +61,15 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:  # uvloop is optional (not on Windows)
         return asyncio.run(_serve(app, args, limits))
     return uvloop.run(_serve(app, args, limits))
+
+
+def _function_urls(items: list[str], names: set[str], folder: object) -> dict[str, str]:
+    """The ``--url NAME=URL`` mapping; ValueError naming a malformed item or a name that is no function's."""
+    urls = _cliopts.url_mapping(items)
+    unknown = sorted(set(urls) - names)
+    if unknown:
+        raise ValueError(f"--url names no function of {folder}: {', '.join(unknown)}")
+    return urls
 
 
 async def _serve(app: object, args: argparse.Namespace, limits: object) -> int:
@@ -69,9 +81,10 @@ async def _serve(app: object, args: argparse.Namespace, limits: object) -> int:
     assert isinstance(app, AppSpec)
     assert isinstance(limits, Limits)
     template: str = args.url_template
+    urls: dict[str, str] = args.urls
 
     def resolve_url(name: str) -> str:
-        return template.format(name=name)
+        return urls.get(name) or template.format(name=name)
 
     try:
         claim = PortClaim(args.host, args.port)  # a taken port is refused before anything connects

@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
 
 from kfaas.gateway._app import SWAGGER_UI, build
 from kfaas.spec import options as _cliopts
@@ -16,25 +15,13 @@ __all__ = ["configure", "run"]
 log = logging.getLogger("kfaas.gateway")
 
 
-def _url_mapping(items: Sequence[str]) -> dict[str, str]:
-    urls = {}
-    for item in items:
-        name, sep, url = item.partition("=")
-        if not sep or not name or not url:
-            raise ValueError(f"--url expects NAME=URL, got {item!r}")
-        urls[name] = url
-    return urls
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     env = os.environ.get
     _cliopts.functions_folder(parser)
     parser.add_argument("--host", default=env("HOST", "0.0.0.0"), help="address to listen on (env HOST)")
     parser.add_argument("--port", type=int, default=int(env("PORT", "8080")), help="port (env PORT, 8080)")
     _cliopts.url_template(parser)
-    parser.add_argument(
-        "--url", action="append", default=[], metavar="NAME=URL", help="URL of one function (repeatable)"
-    )
+    _cliopts.function_urls(parser)
     parser.add_argument(
         "--cors-origins",
         default=env("KFAAS_CORS_ORIGINS", "*"),
@@ -64,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         gateway = build(
             load_app(args.functions),
-            _url_mapping(args.url),
+            _cliopts.url_mapping(args.url),
             args.url_template,
             args.cors_origins,
             limits=Limits.from_env(),

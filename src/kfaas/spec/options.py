@@ -37,6 +37,27 @@ def url_template(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def function_urls(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="URL of one function, over the template (repeatable)",
+    )
+
+
+def url_mapping(items: list[str]) -> dict[str, str]:
+    """``--url NAME=URL`` items as a mapping; ValueError naming the first malformed one."""
+    urls = {}
+    for item in items:
+        name, sep, url = item.partition("=")
+        if not sep or not name or not url:
+            raise ValueError(f"--url expects NAME=URL, got {item!r}")
+        urls[name] = url
+    return urls
+
+
 def amqp_url(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amqp-url", default=os.environ.get("AMQP_URL"), help="RabbitMQ URL (env AMQP_URL)")
 
