@@ -1,4 +1,6 @@
-"""Dockerfile.base: hadolint clean, pinned base, non-root, dependencies before code."""
+"""Dockerfile.base: hadolint clean, pinned base, non-root, dependencies before code, build tools left behind.
+
+The images are built and run for real in tests/containers/."""
 
 from __future__ import annotations
 
@@ -38,15 +40,26 @@ def test_hadolint_catches_problems(tmp_path: Path) -> None:
 
 def test_structure() -> None:
     text = DOCKERFILE.read_text()
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, flags=re.M)
+    assert base is not None, "the base image is a build argument (CI swaps it)"
+    assert re.fullmatch(r"python:3\.12\.\d+-slim-bookworm", base.group(1)), "pin the exact Python tag"
     froms = re.findall(r"^FROM (\S+)(?: AS (\S+))?", text, flags=re.M)
-    assert re.fullmatch(r"python:3\.12\.\d+-slim-bookworm", froms[0][0]), "pin the exact Python tag"
-    assert [stage for _, stage in froms] == ["runtime", "platform", "function"]  # function is the default
+    stages = [stage for _, stage in froms]
+    # function is the default (last) stage; the classic builder builds every stage before its target, so
+    # nothing that needs FUNCTION comes before platform
+    assert stages == ["build", "runtime", "platform", "function-build", "function"]
+    assert {source for source, _ in froms} <= {"${BASE_IMAGE}", *stages}
     assert text.index("COPY pyproject.toml") < text.index("COPY src")
-    assert text.index("--requirement /tmp/requirements.txt") < text.index("COPY src")
+    assert text.index("--requirement requirements.txt") < text.index("COPY src")
+    runtime = text[text.index("AS runtime") : text.index("AS platform")]
+    assert "COPY --from=build /opt/kfaas /opt/kfaas" in runtime
+    assert "pip uninstall" in runtime, "the runtime image holds no installer"
+    assert "COPY src" not in runtime
+    assert "COPY pyproject.toml" not in runtime
     assert text.count("USER 10001:10001") == 2
     assert 'ENTRYPOINT ["kfaas", "serve"]' in text
     assert "PYTHONDONTWRITEBYTECODE=1" in text
-    assert "COPY functions/${FUNCTION}/ /app/function/" in text
+    assert "COPY functions/${FUNCTION}/ /overlay/app/function/" in text
 
 
 @pytest.mark.parametrize("needed", ["pyproject.toml", "src/", "functions/", "README.md"])
