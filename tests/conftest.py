@@ -3,7 +3,8 @@
 Where a service comes from, in this order:
 
 1. ``MONGODB_URL`` / ``AMQP_URL`` from the environment (CI and local runs: ``scripts/services up``);
-2. a container started with testcontainers, when a Docker engine answers a ping;
+2. a container started with testcontainers, when a Docker engine answers a ping (on the host's network
+   with ``KFAAS_DOCKER_NETWORK=host``, for an engine without a bridge: ``scripts/docker env`` sets it);
 3. nowhere: the tests that need it skip, or fail when ``KFAAS_REQUIRE_SERVICES=1``.
 
 Each server is checked once per session, within ``KFAAS_SERVICE_TIMEOUT`` seconds (5). Tools the tests shell
@@ -101,6 +102,37 @@ def _docker_unavailable() -> str | None:
     return reason
 
 
+def _host_network() -> bool:
+    return os.environ.get("KFAAS_DOCKER_NETWORK", "").strip() == "host"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _on_host_network(cls: type[Any]) -> type[Any]:
+    """``cls`` for an engine without port publishing: the container shares the host's network, so the port
+    it listens on (on loopback) is the port to connect to."""
+
+    class OnHostNetwork(cls):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.ports.clear()  # nothing to publish (the engine refuses port bindings on the host network)
+            self.with_kwargs(network_mode="host")
+
+        def get_container_host_ip(self) -> str:
+            return "127.0.0.1"
+
+        def _get_exposed_port(self, port: int) -> int:
+            return port
+
+    return OnHostNetwork
+
+
 def _container(config: pytest.Config, kind: str, env_var: str) -> Any:
     """Start (once per session) the testcontainers container of ``kind``: "mongodb" or "rabbitmq"."""
     containers = config.stash.setdefault(_containers_key, {})
@@ -109,6 +141,7 @@ def _container(config: pytest.Config, kind: str, env_var: str) -> Any:
     why = _docker_unavailable()
     if why is not None:
         _unavailable(f"{env_var} is not set and {why}; {_HOW}")
+    host = _host_network()
     # testcontainers moved its modules under testcontainers.community; older releases have them at the top
     if kind == "mongodb":
         try:
@@ -116,14 +149,35 @@ def _container(config: pytest.Config, kind: str, env_var: str) -> Any:
         except ImportError:
             from testcontainers.mongodb import MongoDbContainer
 
-        container: Any = MongoDbContainer(MONGO_IMAGE)
+        if host:
+            port = _free_port()
+            container: Any = _on_host_network(MongoDbContainer)(MONGO_IMAGE, port=port)
+            container.with_command(["--bind_ip", "127.0.0.1", "--port", str(port)])
+        else:
+            container = MongoDbContainer(MONGO_IMAGE)
     else:
         try:
             from testcontainers.community.rabbitmq import RabbitMqContainer
         except ImportError:
             from testcontainers.rabbitmq import RabbitMqContainer
 
-        container = RabbitMqContainer(RABBITMQ_IMAGE)
+        if host:
+            # RabbitMQ's own variables: every listener on loopback, on ports apart from other Erlang nodes
+            port = _free_port()
+            container = _on_host_network(RabbitMqContainer)(RABBITMQ_IMAGE, port=port)
+            loopback = "-kernel inet_dist_use_interface {127,0,0,1}"
+            for name, value in {
+                "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+                "RABBITMQ_NODENAME": f"kfaas-tc-{port}@localhost",
+                "RABBITMQ_DIST_PORT": str(_free_port()),
+                "ERL_EPMD_PORT": str(_free_port()),
+                "ERL_EPMD_ADDRESS": "127.0.0.1",
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": loopback,
+                "RABBITMQ_CTL_ERL_ARGS": loopback,
+            }.items():
+                container.with_env(name, value)
+        else:
+            container = RabbitMqContainer(RABBITMQ_IMAGE)
     container.start()
     containers[kind] = container
     return container
@@ -165,6 +219,8 @@ def mongodb_url(request: pytest.FixtureRequest) -> str:
     origin = "from MONGODB_URL"
     if not url:
         url = str(_container(request.config, "mongodb", "MONGODB_URL").get_connection_url())
+        # SCRAM-SHA-256 named: MongoDB negotiates it, a MongoDB-wire server (FerretDB) may not offer it
+        url = url.rstrip("/") + "/?authMechanism=SCRAM-SHA-256"
         origin = f"testcontainers {MONGO_IMAGE}"
     _check_mongodb(url, origin)
     return url
