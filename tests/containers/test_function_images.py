@@ -19,7 +19,7 @@ import aio_pika
 import httpx
 import pytest
 from bson import ObjectId
-from dockertest import MB, Container, Engine, inspect_image
+from dockertest import MB, Container, Engine, inspect_image, memory_bytes, nano_cpus
 
 from kfaas.dev.smtp import MailSink, free_port
 from kfaas.spec import AppSpec
@@ -219,7 +219,7 @@ async def test_function_image_runs_as_knative_runs_it(
     code, _ = container.exec("touch", "/tmp/written")
     assert code == 0, "/tmp must be writable (tmpfs)"
     limits = container.raw.attrs["HostConfig"]
-    assert limits["Memory"] == {"256Mi": 256 * 2**20}.get(fn.memory, limits["Memory"])
+    assert (limits["Memory"], limits["NanoCpus"]) == (memory_bytes(fn.memory), nano_cpus(fn.cpu))
 
     async with httpx.AsyncClient(base_url=container.url, timeout=15.0) as http:
         live = await http.get("/health/liveness")
