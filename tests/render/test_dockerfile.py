@@ -47,10 +47,13 @@ def test_structure() -> None:
     stages = [stage for _, stage in froms]
     # function is the default (last) stage; the classic builder builds every stage before its target, so
     # nothing that needs FUNCTION comes before platform
-    assert stages == ["build", "runtime", "platform", "function-build", "function"]
+    assert stages == ["requirements", "build", "runtime", "platform", "function-build", "function"]
     assert {source for source, _ in froms} <= {"${BASE_IMAGE}", *stages}
-    assert text.index("COPY pyproject.toml") < text.index("COPY src")
-    assert text.index("--requirement requirements.txt") < text.index("COPY src")
+    build = text[text.index("AS build") : text.index("AS runtime")]
+    # the dependencies are installed from the requirements file alone, before pyproject.toml and the code
+    assert build.index("COPY --from=requirements /src/requirements.txt") < build.index("--requirement")
+    assert build.index("--requirement requirements.txt") < build.index("COPY pyproject.toml")
+    assert build.index("COPY pyproject.toml") < build.index("COPY src")
     runtime = text[text.index("AS runtime") : text.index("AS platform")]
     assert "COPY --from=build /opt/kfaas /opt/kfaas" in runtime
     assert "pip uninstall" in runtime, "the runtime image holds no installer"
