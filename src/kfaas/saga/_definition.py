@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from kfaas.saga._errors import ALL, StatesError
-from kfaas.saga._paths import ROOT_PATH, Path, PathSyntaxError, Template, compile_path, compile_template
+from kfaas.saga._paths import ROOT_PATH, Path, PathSyntaxError, compile_path
+from kfaas.saga._templates import Template, compile_template
 
 __all__ = [
     "ABSENT",
