@@ -24,6 +24,7 @@ from kfaas.events import parse_events, to_binary
 from kfaas.runtime.context import Context
 from kfaas.runtime.log import RequestLog
 from kfaas.runtime.targets import Target
+from kfaas.runtime.tasks import is_task_request, task_error, task_result
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -48,7 +49,8 @@ class FunctionApp:
     def __init__(self, target: Target, ctx: Context, request_log: RequestLog | None = None) -> None:
         self.target = target
         self.ctx = ctx
-        self.request_log = request_log or RequestLog(ctx.settings.function_name or target.name)
+        self.function_name = ctx.settings.function_name or target.name
+        self.request_log = request_log or RequestLog(self.function_name)
         self.in_flight = InFlight()
         self.draining = False
         self._failing: set[str] = set()  # backing services the last readiness check found not answering
@@ -161,16 +163,30 @@ class FunctionApp:
     async def _deliver(self, events: list[Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         reply: Any = None
         for event in events:
+            task = is_task_request(event)
             try:
                 reply = await self._invoke(event)
+                if task:
+                    reply = task_result(event, self.function_name, reply)
             except AlreadyDone:
                 reply = None
-            except InvalidEvent as exc:
-                return _json_body(422, {"error": str(exc), "id": event["id"]})
             except (ServiceUnavailable, InProgress) as exc:
                 log.warning("retryable failure: %s", exc, extra={"ce_id": event["id"]})
                 return _json_body(503, {"error": str(exc), "id": event["id"]})
             except Exception as exc:
+                if task:  # a task request is answered with the failure (docs/runtime.md, task requests)
+                    log.warning(
+                        "task %s failed: %s: %s",
+                        event["id"],
+                        type(exc).__name__,
+                        exc,
+                        exc_info=True,
+                        extra={"ce_id": event["id"]},
+                    )
+                    reply = task_error(event, self.function_name, exc)
+                    continue
+                if isinstance(exc, InvalidEvent):
+                    return _json_body(422, {"error": str(exc), "id": event["id"]})
                 log.exception(
                     "handler %s raised",
                     self.target.name,
