@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "kfaas.broker.deadletters",
         "the dead-letter sink on Knative: keeps dead letters in RabbitMQ",
     ),
+    "saga": ("kfaas.saga.cli", "run the state machine engine (executions in MongoDB, tasks over the broker)"),
+    "executions": ("kfaas.saga.executions", "list, show, start, stop and redrive state machine executions"),
     "render": ("kfaas.render.cli", "render docker-compose.yml, k8s/ and the chart values"),
     "schema": ("kfaas.spec.schema", "print the JSON schema of function.yaml"),
 }
@@ -55,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # Commands that run granian's embedded server. Its Rust threads can still be winding down while the
 # interpreter finalizes, which now and then aborts the process (SIGABRT) after a clean stop; these commands
 # therefore end with os._exit once their own shutdown is done and the output is flushed.
-_SERVERS = frozenset({"serve", "dev", "broker", "gateway", "dead-letters"})
+_SERVERS = frozenset({"serve", "dev", "broker", "gateway", "dead-letters", "saga"})
 
 
 def entrypoint() -> None:

@@ -105,7 +105,7 @@ class TriggerRef:
 
 
 def triggers_of(app: AppSpec, namespace: str) -> list[TriggerRef]:
-    return [TriggerRef(fn, t, namespace) for fn in app.functions for t in fn.triggers]
+    return [TriggerRef(fn, t, namespace) for fn in app.subscribers for t in fn.triggers]
 
 
 def event_to_amqp(event: CloudEvent) -> tuple[dict[str, Any], str | None, bytes]:

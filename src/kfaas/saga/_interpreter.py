@@ -657,6 +657,8 @@ class Run:
         """The state of frame ``fid`` failed: retry it, catch it, or fail the frame."""
         frame = self.doc["frames"][fid]
         state = self._state(frame)
+        if not isinstance(state, Fail):  # the error that sent the execution down its failure path
+            self.doc["lastError"] = {"state": state.name, "error": error.error, "cause": error.cause}
         if error.error in TERMINAL:
             self._end_execution("FAILED", now, error=self._runtime(error, frame))
             return
@@ -742,7 +744,7 @@ class Run:
         self.doc["status"] = status
         self.doc["stoppedAt"] = now
         if error is not None:
-            self.doc["error"] = error.error
+            self.doc["error"] = error.error or None  # a Fail state without Error: no error at all, as on AWS
             self.doc["cause"] = error.cause
         kind = {
             "SUCCEEDED": "ExecutionSucceeded",

@@ -3,10 +3,12 @@
 Everything kfaas knows about a function comes from here: how to serve it, which HTTP routes the gateway
 sends to it, which broker events reach it (triggers with an exact attribute filter and a delivery spec),
 which sources feed the broker (a RabbitMQ queue, a cron schedule), how it scales, its resources, settings
-and database permissions. ``docker-compose.yml``, ``k8s/`` and the chart's values are rendered from these
+and database permissions; and the state machines (``statemachines/<name>/statemachine.yaml``: the definition
+file, the events that start an execution, its limits). ``docker-compose.yml``, ``k8s/`` and the chart's values are rendered from these
 descriptions, and the dev broker and ``kfaas dev`` read them too, so nothing is written twice by hand.
 
 - ``_model``: the typed model (pydantic); ``_load``: reading one folder or a whole ``functions/`` tree;
+- ``_statemachine``: state machine descriptions, their definitions (ASL or a SAM template) and Resources;
 - ``schema``: the ``kfaas schema`` command (the JSON schema of the file);
 - ``options``: the command-line options shared by every command that reads the descriptions.
 
@@ -32,24 +34,50 @@ from kfaas.spec._model import (
     parse_duration,
     route_conflicts,
 )
+from kfaas.spec._statemachine import (
+    ENGINE,
+    ERROR_EVENT,
+    HEARTBEAT_EVENT,
+    REQUEST_EVENT,
+    RESULT_EVENT,
+    STATEMACHINE_FILE,
+    ExecutionLimits,
+    Start,
+    StateMachineSpec,
+    function_name,
+    load_statemachine,
+    task_functions,
+)
 
 __all__ = [
     "DEFAULT_BROKER",
     "DESCRIPTION_FILE",
+    "ENGINE",
+    "ERROR_EVENT",
+    "HEARTBEAT_EVENT",
+    "REQUEST_EVENT",
+    "RESULT_EVENT",
+    "STATEMACHINE_FILE",
     "AppSpec",
     "DatabaseAccess",
     "Delivery",
     "Events",
+    "ExecutionLimits",
     "FunctionSpec",
     "PingSource",
     "QueueSource",
     "Route",
     "Scaling",
     "SpecError",
+    "Start",
+    "StateMachineSpec",
     "Trigger",
+    "function_name",
     "json_schema",
     "load_app",
     "load_function",
+    "load_statemachine",
     "parse_duration",
     "route_conflicts",
+    "task_functions",
 ]

@@ -9,6 +9,14 @@ import yaml
 from pydantic import ValidationError
 
 from kfaas.spec._model import DESCRIPTION_FILE, AppSpec, FunctionSpec, SpecError, route_conflicts
+from kfaas.spec._statemachine import (
+    ENGINE,
+    STATEMACHINE_FILE,
+    StateMachineSpec,
+    engine_triggers,
+    load_statemachine,
+    task_trigger,
+)
 
 __all__ = ["json_schema", "load_app", "load_function"]
 
@@ -39,24 +47,71 @@ def load_function(folder: Path) -> FunctionSpec:
     return spec
 
 
-def load_app(root: Path) -> AppSpec:
-    """Read every ``<root>/*/function.yaml`` (folders starting with '_' or '.' are skipped).
-
-    Besides each description on its own, the whole is checked: two http functions may not declare the same
-    method and path template (the gateway could route it to only one of them).
-    """
-    if not root.is_dir():
-        raise SpecError(f"{root}: no such functions folder")
-    folders = sorted(
+def _folders(root: Path) -> list[Path]:
+    return sorted(
         p
         for p in root.iterdir()
         if p.is_dir() and not p.name.startswith(("_", ".")) and p.name != "__pycache__"
     )
-    functions = [load_function(p) for p in folders if (p / DESCRIPTION_FILE).exists()]
+
+
+def load_app(root: Path, statemachines: Path | None = None) -> AppSpec:
+    """Read every ``<root>/*/function.yaml`` (folders starting with '_' or '.' are skipped), and the state
+    machines of ``statemachines`` (default: the ``statemachines`` folder beside ``root``).
+
+    Every function a state machine's Task names gets the trigger of its task requests (``tasks``), and the
+    app gets the saga engine as a subscriber: nothing about them is written twice by hand.
+    """
+    if not root.is_dir():
+        raise SpecError(f"{root}: no such functions folder")
+    functions = [load_function(p) for p in _folders(root) if (p / DESCRIPTION_FILE).exists()]
+    # two http functions may not declare the same method and path template (the gateway could route it to
+    # only one of them)
     conflicts = route_conflicts(functions)
     if conflicts:
         raise SpecError(f"{root}: " + "; ".join(conflicts))
-    return AppSpec(functions=functions, root=root)
+    machine_root = statemachines if statemachines is not None else root.parent / "statemachines"
+    machines: list[StateMachineSpec] = []
+    if machine_root.is_dir():
+        machines = [load_statemachine(p) for p in _folders(machine_root) if (p / STATEMACHINE_FILE).exists()]
+    if not machines:
+        return AppSpec(functions=functions, root=root)
+    known = {fn.name for fn in functions}
+    if ENGINE in known:
+        raise SpecError(f"{root / ENGINE}: the name {ENGINE!r} belongs to the state machine engine")
+    used: dict[str, list[str]] = {}
+    for machine in machines:
+        for name in machine.functions:
+            used.setdefault(name, []).append(machine.name)
+    missing = sorted(set(used) - known)
+    if missing:
+        raise SpecError(
+            "; ".join(
+                f"state machine {used[m][0]!r} invokes {m!r}, which is not a function in {root}"
+                for m in missing
+            )
+            + f" (functions: {', '.join(sorted(known))})"
+        )
+    with_tasks = []
+    for fn in functions:
+        if fn.name in used:
+            if any(t.name == "tasks" for t in fn.triggers):
+                raise SpecError(
+                    f"{fn.folder / DESCRIPTION_FILE}: the trigger name 'tasks' is kept for task requests"
+                )
+            parallelism = max(1, min(fn.scaling.target, 100))
+            with_tasks.append(
+                fn.model_copy(update={"triggers": [*fn.triggers, task_trigger(fn.name, parallelism)]})
+            )
+        else:
+            with_tasks.append(fn)
+    engine = FunctionSpec(
+        name=ENGINE,
+        kind="cloudevent",
+        description="the state machine engine (kfaas saga)",
+        triggers=engine_triggers(machines),
+    )
+    return AppSpec(functions=with_tasks, root=root, statemachines=machines, engine=engine)
 
 
 def json_schema() -> dict[str, Any]:

@@ -285,10 +285,21 @@ class FunctionSpec(_Model):
 
 
 class AppSpec(_Model):
-    """Every function of an application (the folders of ``functions/``), in name order."""
+    """Every function of an application (the folders of ``functions/``), in name order, and its state machines.
+
+    ``statemachines`` holds the descriptions of ``statemachines/`` (kfaas.spec.StateMachineSpec); ``engine`` is
+    then the saga engine as a subscriber of the broker (its triggers: task replies and the starts).
+    """
 
     functions: list[FunctionSpec]
     root: Path
+    statemachines: list[Any] = Field(default_factory=list)
+    engine: FunctionSpec | None = None
+
+    @property
+    def subscribers(self) -> list[FunctionSpec]:
+        """Everything a broker trigger delivers to: the functions, and the saga engine when there is one."""
+        return [*self.functions, self.engine] if self.engine is not None else list(self.functions)
 
     def get(self, name: str) -> FunctionSpec:
         for fn in self.functions:
@@ -299,6 +310,6 @@ class AppSpec(_Model):
 
     @property
     def brokers(self) -> list[str]:
-        names = {t.broker for f in self.functions for t in f.triggers}
+        names = {t.broker for f in self.subscribers for t in f.triggers}
         names |= {s.broker for f in self.functions for s in f.sources}
         return sorted(names)

@@ -1,0 +1,28 @@
+"""complete-order: the saga's last step; marks the order completed with its payment.
+
+Input: process-payment's output (``orderId``, ``paymentId``, ``amountCents``). Idempotent: completing a
+completed order changes nothing and answers the same. Output: ``{orderId, status: "completed", paymentId}``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from cloudevents.http import CloudEvent
+
+import kfaas
+
+
+@kfaas.cloud_event
+async def handle(event: CloudEvent, ctx: kfaas.Context) -> dict[str, Any]:
+    data = event.data if isinstance(event.data, dict) else {}
+    order_id = data.get("orderId")
+    if not isinstance(order_id, str):
+        raise kfaas.InvalidEvent("complete-order needs orderId")
+    await ctx.db.orders.update_one(
+        {"_id": order_id, "status": {"$ne": "completed"}},
+        {"$set": {"status": "completed", "paymentId": data.get("paymentId"), "completedAt": datetime.now(UTC)}},
+    )
+    ctx.log.info("order %s completed", order_id)
+    return {"orderId": order_id, "status": "completed", "paymentId": data.get("paymentId")}
