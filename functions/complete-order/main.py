@@ -1,6 +1,7 @@
-"""complete-order: the saga's last step; marks the order completed with its payment.
+"""complete-order: the saga's last step; records on the order that it is paid and complete.
 
-Input: process-payment's output (``orderId``, ``paymentId``, ``amountCents``). Idempotent: completing a
+Input: process-payment's output (``orderId``, ``paymentId``, ``amountCents``). It sets ``paymentId`` and
+``completedAt`` on the order (its ``status`` stays what process-order made it). Idempotent: completing a
 completed order changes nothing and answers the same. Output: ``{orderId, status: "completed", paymentId}``.
 """
 
@@ -21,8 +22,8 @@ async def handle(event: CloudEvent, ctx: kfaas.Context) -> dict[str, Any]:
     if not isinstance(order_id, str):
         raise kfaas.InvalidEvent("complete-order needs orderId")
     await ctx.db.orders.update_one(
-        {"_id": order_id, "status": {"$ne": "completed"}},
-        {"$set": {"status": "completed", "paymentId": data.get("paymentId"), "completedAt": datetime.now(UTC)}},
+        {"_id": order_id, "completedAt": {"$exists": False}},
+        {"$set": {"paymentId": data.get("paymentId"), "completedAt": datetime.now(UTC)}},
     )
     ctx.log.info("order %s completed", order_id)
     return {"orderId": order_id, "status": "completed", "paymentId": data.get("paymentId")}

@@ -15,7 +15,9 @@ What runs, in this order:
    ``env`` and secrets; kfaas dev waits until each answers ``/health/readiness``;
 3. the dev broker (:class:`kfaas.broker.DevBroker`) in this process: topology, triggers, queue and ping
    sources, its ingress on ``--broker-port`` at ``/<broker>``;
-4. the API gateway (:mod:`kfaas.gateway`) on ``--port``: once it answers, the app is up.
+4. the state machine engine (:mod:`kfaas.saga`, when ``statemachines/`` holds any) in this process, its
+   executions API on ``--saga-port``;
+5. the API gateway (:mod:`kfaas.gateway`) on ``--port``: once it answers, the app is up.
 
 Ctrl-C or SIGTERM stops the gateway, the broker (unacked events return to their queues), then the
 functions (SIGTERM, drained), and exits 0. A crashed function is reported and restarted with backoff; one
@@ -78,6 +80,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address of the gateway and the broker ingress")
     parser.add_argument(
         "--broker-port", type=int, default=0, help="broker ingress port (default: gateway port + 1)"
+    )
+    parser.add_argument(
+        "--saga-port",
+        type=int,
+        default=0,
+        help="state machine engine port, its executions API (default: gateway port + 2)",
     )
     _cliopts.namespace(parser)
     parser.add_argument(
@@ -157,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
 def _missing_services(app: Any, args: argparse.Namespace) -> list[str]:
     uses = {u: sorted(f.name for f in app.functions if u in f.uses) for u in ("mongodb", "rabbitmq")}
     problems = []
+    if app.statemachines:
+        uses["mongodb"].append("the state machine engine")
     if uses["mongodb"] and not os.environ.get("MONGODB_URL"):
         problems.append(f"MONGODB_URL is not set ({', '.join(uses['mongodb'])} use MongoDB)")
     needs_amqp = uses["rabbitmq"] or any(f.triggers or f.sources for f in app.functions)
@@ -200,6 +210,9 @@ class _Dev:
         self.urls: dict[str, str] = {}  # function name -> its URL on this machine
         self.broker_port = args.broker_port or args.port + 1
         self.ingress = f"http://{args.host}:{self.broker_port}"
+        self.saga_port = args.saga_port or args.port + 2
+        self.engine: Any = None
+        self.mongo: Any = None
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -250,12 +263,15 @@ class _Dev:
         wanted = [("the gateway", args.port)]
         if self.app.brokers:
             wanted.append(("the broker ingress", self.broker_port))
+        if self.app.engine is not None:
+            wanted.append(("the state machine engine", self.saga_port))
+            self.urls[self.app.engine.name] = f"http://{args.host}:{self.saga_port}"
         for what, port in wanted:
             try:
                 self.claims.append(PortClaim(args.host, port))
             except OSError as exc:
                 return f"cannot serve {what}: {exc} (choose another with --port / --broker-port)"
-        uses = {u for f in self.app.functions for u in f.uses}
+        uses = {u for f in self.app.subscribers for u in f.uses}
         if "mongodb" in uses:
             problem = await _check_mongodb(os.environ["MONGODB_URL"])
             if problem:
@@ -378,6 +394,9 @@ class _Dev:
                 )
             )
             self.say(f"{'broker':<8} | ready: {', '.join(self.broker.brokers)} (namespace {args.namespace})")
+        if self.app.engine is not None:
+            await self._start_engine(next(claims))
+            urls[self.app.engine.name] = self.urls[self.app.engine.name]  # the gateway's executions routes
         self.gateway = build(
             self.app, urls, "http://{name}:8080", os.environ.get("KFAAS_CORS_ORIGINS", "*"), limits=limits
         )
@@ -389,10 +408,34 @@ class _Dev:
         )
         await _wait_http(f"http://{args.host}:{args.port}/health/readiness", 15.0)
 
+    async def _start_engine(self, claim: Any) -> None:
+        """The state machine engine (``kfaas saga``) in this process, its API on ``--saga-port``."""
+        from pymongo import AsyncMongoClient
+
+        from kfaas.base.server import serve_embedded
+        from kfaas.saga import Engine, EngineApp
+
+        self.mongo = AsyncMongoClient(os.environ["MONGODB_URL"], serverSelectionTimeoutMS=5000, tz_aware=True)
+        database = os.environ.get("MONGODB_DATABASE") or "kfaas"
+        self.engine = Engine(self.app, self.mongo[database], f"{self.ingress}/default")
+        await self.engine.start()
+        self.tasks.append(
+            asyncio.create_task(
+                serve_embedded(EngineApp(self.engine), self.args.host, self.saga_port, claim=claim),
+                name="saga engine",
+            )
+        )
+        names = ", ".join(m.name for m in self.app.statemachines)
+        self.say(f"{'saga':<8} | ready: {names} (executions API on http://{self.args.host}:{self.saga_port})")
+
     async def _stop_front(self) -> None:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.engine is not None:
+            await self.engine.stop()
+        if self.mongo is not None:
+            await self.mongo.close()
         if self.gateway is not None:
             await self.gateway.close()
         await self._release()
@@ -400,6 +443,10 @@ class _Dev:
     def _banner(self, processes: list[Any]) -> None:
         base = f"http://{self.args.host}:{self.args.port}"
         lines = [f"kfaas dev: ready — API on {base}, broker ingress on {self.ingress}/<broker>"]
+        if self.engine is not None:
+            lines.append(
+                f"  POST   http://{self.args.host}:{self.saga_port}/state-machines/<name>/executions -> kfaas-saga"
+            )
         lines += [
             f"  {','.join(sorted(r.methods - {'HEAD'})):<6} {base}{r.template} -> {r.function}"
             for r in self.gateway.routes

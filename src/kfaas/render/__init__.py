@@ -164,8 +164,8 @@ for (const fn of functions) {
 
 
 def mongodb_functions(app: AppSpec) -> list[FunctionSpec]:
-    """Functions that get their own MongoDB user ("mongodb" in uses)."""
-    return [fn for fn in app.functions if "mongodb" in fn.uses]
+    """Functions that get their own MongoDB user ("mongodb" in uses), and the saga engine when there is one."""
+    return [fn for fn in app.subscribers if "mongodb" in fn.uses]
 
 
 def password_env(fn: FunctionSpec) -> str:

@@ -218,9 +218,31 @@ def _services(app: AppSpec) -> dict[str, Any]:
         gateway["depends_on"] = {name: {"condition": "service_healthy"} for name in http_functions}
     services["gateway"] = gateway
 
+    if app.engine is not None:
+        services[app.engine.name] = _engine_service(app)
     for fn in app.functions:
         services[fn.name] = _function_service(fn)
     return services
+
+
+def _engine_service(app: AppSpec) -> dict[str, Any]:
+    """The state machine engine (``kfaas saga``): executions in MongoDB, task requests to the broker."""
+    assert app.engine is not None
+    engine = _platform_service("saga", app)
+    password = _required(_mongodb_secret_var(app.engine))
+    engine["environment"].update(
+        MONGODB_URL=f"mongodb://{app.engine.name}:{password}@mongodb:27017/{MONGODB_DATABASE}?authSource={MONGODB_DATABASE}",
+        MONGODB_DATABASE=MONGODB_DATABASE,
+        K_SINK=f"http://broker:{PORT}/{DEFAULT_BROKER}",
+    )
+    del engine["environment"]["KFAAS_FUNCTION_URL_TEMPLATE"]
+    # the executions API (StartExecution and the rest) for `curl`; the gateway does not route to it
+    engine["ports"] = [f"127.0.0.1:8083:{PORT}"]
+    engine["depends_on"] = {
+        "mongodb-users": {"condition": "service_completed_successfully"},
+        "broker": {"condition": "service_healthy"},
+    }
+    return engine
 
 
 def _env_example(app: AppSpec) -> str:

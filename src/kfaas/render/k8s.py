@@ -286,7 +286,64 @@ def _platform(app: AppSpec) -> list[dict[str, Any]]:
         memory="128Mi",
         cpu="50m",
     )
-    return [gateway, dead_letters]
+    return [gateway, dead_letters, *_engine(app)]
+
+
+def _engine(app: AppSpec) -> list[dict[str, Any]]:
+    """The state machine engine: a Deployment (stateless replicas sharing MongoDB) and its Service.
+
+    Not a Knative Service: its timers must fire with no request coming in, so it never scales to zero.
+    """
+    if app.engine is None:
+        return []
+    name = app.engine.name
+    labels = {**_labels(name, "saga"), "kfaas.dev/mongodb": "client"}
+    container = {
+        "name": "saga",
+        "image": image(PLATFORM_IMAGE),
+        "args": ["saga", "--functions", "/app/functions"],
+        "ports": [{"name": "http", "containerPort": 8080}],
+        # K_SINK (the broker ingress) is set by the engine's SinkBinding
+        "env": [
+            _secret_env("MONGODB_URL", _mongodb_secret(app.engine), "MONGODB_URL"),
+            _config_env("MONGODB_DATABASE"),
+            {"name": "KFAAS_SAGA_URL", "value": f"http://{name}.{NAMESPACE}.svc.cluster.local"},
+        ],
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+        "readinessProbe": {"httpGet": {"path": "/health/readiness", "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/health/liveness", "port": "http"}, "periodSeconds": 10},
+        "securityContext": _secure_container(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, "saga"),
+        "spec": {
+            # two replicas share the executions; either may be killed at any point (docs/state-machines.md)
+            "replicas": 2,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name, "saga"),
+        "spec": {
+            "selector": {"app.kubernetes.io/name": name},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }
+    return [deployment, service]
 
 
 def _brokers(app: AppSpec) -> list[dict[str, Any]]:
@@ -306,12 +363,12 @@ def _brokers(app: AppSpec) -> list[dict[str, Any]]:
     ]
 
 
-def _trigger(fn: FunctionSpec, trigger: Trigger) -> dict[str, Any]:
+def _trigger(fn: FunctionSpec, trigger: Trigger, subscriber: dict[str, Any] | None = None) -> dict[str, Any]:
     name = f"{fn.name}-{trigger.name}"
     spec: dict[str, Any] = {"broker": trigger.broker}
     if trigger.filter:
         spec["filter"] = {"attributes": dict(trigger.filter)}
-    spec["subscriber"] = {"ref": _ref(fn.name)}
+    spec["subscriber"] = {"ref": subscriber or _ref(fn.name)}
     spec["delivery"] = _delivery(trigger.delivery, name)
     meta = _meta(name, "trigger")
     # Read by the RabbitMQ broker (events in flight per trigger; 1 keeps FIFO); the MT broker ignores it.
@@ -396,6 +453,19 @@ def _sources(app: AppSpec) -> list[dict[str, Any]]:
             else:
                 docs.append(_ping_source(fn, source))
     docs += [_sink_binding(fn) for fn in app.functions if fn.publishes]
+    if app.engine is not None:
+        docs.append(
+            {
+                "apiVersion": "sources.knative.dev/v1",
+                "kind": "SinkBinding",
+                "metadata": _meta(f"{app.engine.name}-sink", "sink-binding"),
+                # K_SINK of the engine's pods: where it sends task requests
+                "spec": {
+                    "subject": {"apiVersion": "apps/v1", "kind": "Deployment", "name": app.engine.name},
+                    "sink": _broker_ref("default"),
+                },
+            }
+        )
     return docs
 
 
@@ -799,6 +869,9 @@ def render_k8s(app: AppSpec) -> dict[str, str]:
         return header("k8s") + note + (dump_yaml(*objects) if objects else "")
 
     triggers = [_trigger(fn, t) for fn in app.functions for t in fn.triggers]
+    if app.engine is not None:  # task replies and the state machines' starts go to the engine's Service
+        engine_ref = {"apiVersion": "v1", "kind": "Service", "name": app.engine.name}
+        triggers += [_trigger(app.engine, t, engine_ref) for t in app.engine.triggers]
     local_dev_note = (
         "# DEV-ONLY credentials for kind and minikube: never use this component on a shared cluster.\n"
         "# Also Mailpit, the SMTP server with a web UI that the functions' SMTP_HOST points at.\n"

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from kfaas.spec._model import DESCRIPTION_FILE, AppSpec, FunctionSpec, SpecError, route_conflicts
 from kfaas.spec._statemachine import (
     ENGINE,
+    ENGINE_COLLECTIONS,
     STATEMACHINE_FILE,
     StateMachineSpec,
     engine_triggers,
@@ -105,11 +106,15 @@ def load_app(root: Path, statemachines: Path | None = None) -> AppSpec:
             )
         else:
             with_tasks.append(fn)
-    engine = FunctionSpec(
-        name=ENGINE,
-        kind="cloudevent",
-        description="the state machine engine (kfaas saga)",
-        triggers=engine_triggers(machines),
+    engine = FunctionSpec.model_validate(
+        {
+            "name": ENGINE,
+            "kind": "cloudevent",
+            "description": "the state machine engine (kfaas saga)",
+            "triggers": [t.model_dump(by_alias=True) for t in engine_triggers(machines)],
+            "uses": ["mongodb"],
+            "database": {"role": "readWrite", "collections": list(ENGINE_COLLECTIONS)},
+        }
     )
     return AppSpec(functions=with_tasks, root=root, statemachines=machines, engine=engine)
 

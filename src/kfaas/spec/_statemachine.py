@@ -26,6 +26,7 @@ from kfaas.spec._model import _NAME, DEFAULT_BROKER, Delivery, SpecError, Trigge
 
 __all__ = [
     "ENGINE",
+    "ENGINE_COLLECTIONS",
     "ERROR_EVENT",
     "HEARTBEAT_EVENT",
     "REQUEST_EVENT",
@@ -41,6 +42,8 @@ __all__ = [
 
 STATEMACHINE_FILE = "statemachine.yaml"
 ENGINE = "kfaas-saga"  # the engine's name: its compose service, its Kubernetes Service, its triggers' prefix
+# what the engine's own MongoDB user may use (kfaas.saga._store)
+ENGINE_COLLECTIONS = ("saga_executions", "saga_transitions", "saga_signals", "saga_engines")
 REQUEST_EVENT = "com.kfaas.task.request"
 RESULT_EVENT = "com.kfaas.task.result"
 ERROR_EVENT = "com.kfaas.task.error"
@@ -88,7 +91,9 @@ class StateMachineSpec(_Model):
     )
     starts: list[Start] = Field(default_factory=list)
     limits: ExecutionLimits = Field(default_factory=ExecutionLimits)
-    asl: dict[str, Any] = Field(default_factory=dict, exclude=True, description="The definition, Resources resolved")
+    asl: dict[str, Any] = Field(
+        default_factory=dict, exclude=True, description="The definition, Resources resolved"
+    )
     path: Path | None = Field(default=None, exclude=True)
 
     @property
