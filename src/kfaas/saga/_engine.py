@@ -122,6 +122,11 @@ class Engine:
         self.ready = False
         self.stopping = False
         self.transitions_committed = 0
+        # timings for bench/saga.py: seconds of the engine's own work per transition, and from a task reply
+        # arriving to the next task request accepted by the broker (None: not recorded)
+        self.cpu_timings: list[float] | None = None
+        self.reply_to_request: list[float] | None = None
+        self._arrived: dict[str, float] = {}
 
     @staticmethod
     def _deadlines(app: AppSpec) -> dict[str, float]:
@@ -296,6 +301,8 @@ class Engine:
 
     async def signal(self, signal: dict[str, Any], timeout: float = 10.0) -> None:
         """Apply a signal durably: by the owner (answering once the transition is stored) or via the inbox."""
+        if self.reply_to_request is not None:
+            self._arrived[signal["e"]] = time.perf_counter()
         live = self.live.get(signal["e"])
         if live is not None and not self.stopping:
             future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -310,11 +317,15 @@ class Engine:
     # -- the commit loop ---------------------------------------------------------------------------------
     async def _commit_loop(self) -> None:  # noqa: PLR0912 (one cycle: collect, store, apply)
         while not self.stopping:
+            self.wake.clear()  # before looking: a signal queued from here on wakes the next wait
             now = self.clock()
             batch: list[tuple[_Live, dict[str, Any], list[asyncio.Future[bool]]]] = []
             for live in list(self.live.values()):
+                started = time.perf_counter()
                 try:
                     item = self._next_transition(live, now)
+                    if item is not None and self.cpu_timings is not None:
+                        self.cpu_timings.append(time.perf_counter() - started)
                 except Exception:
                     log.exception("execution %s: the interpreter failed; giving it up here", live.id)
                     self.live.pop(live.id, None)
@@ -354,7 +365,6 @@ class Engine:
     async def _idle(self, now: float) -> None:
         dues = [d for live in self.live.values() if (d := live.run.next_due()) is not None]
         timeout = max(0.0, min(dues) - now) if dues else 1.0
-        self.wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), min(timeout, 1.0))
 
@@ -497,6 +507,9 @@ class Engine:
             try:
                 response = await self.http.post(self.sink, headers=headers, content=body)
                 if response.status_code < 300:
+                    arrived = self._arrived.pop(live.id, None)
+                    if arrived is not None and self.reply_to_request is not None:
+                        self.reply_to_request.append(time.perf_counter() - arrived)
                     return
                 log.warning(
                     "task %s: the broker answered %s: %s",
