@@ -45,7 +45,9 @@ async def _charge(order_id: str, amount: int, key: str) -> None:
     if answer.status_code >= 500:
         raise kfaas.ServiceUnavailable(f"the payment gateway answered {answer.status_code}")
     if answer.status_code >= 300:
-        raise PaymentError(f"the payment gateway refused the charge: {answer.status_code} {answer.text[:200]}")
+        raise PaymentError(
+            f"the payment gateway refused the charge: {answer.status_code} {answer.text[:200]}"
+        )
 
 
 @kfaas.cloud_event

@@ -45,12 +45,17 @@ async def handle(event: CloudEvent, ctx: kfaas.Context) -> dict[str, Any]:
     inventory = ctx.db.inventory
     stock = int(os.environ.get("DEFAULT_STOCK", "100"))
     for item in items:
-        await inventory.update_one({"_id": item["sku"]}, {"$setOnInsert": {"available": stock, "holds": []}}, upsert=True)
+        await inventory.update_one(
+            {"_id": item["sku"]}, {"$setOnInsert": {"available": stock, "holds": []}}, upsert=True
+        )
         held = await inventory.update_one(
             {"_id": item["sku"], "available": {"$gte": item["qty"]}, "holds": {"$ne": order_id}},
             {"$inc": {"available": -item["qty"]}, "$push": {"holds": order_id}},
         )
-        if held.modified_count == 0 and await inventory.count_documents({"_id": item["sku"], "holds": order_id}) == 0:
+        if (
+            held.modified_count == 0
+            and await inventory.count_documents({"_id": item["sku"], "holds": order_id}) == 0
+        ):
             await _release(inventory, order_id, items)
             raise InventoryError(f"not enough {item['sku']} for order {order_id} ({item['qty']} wanted)")
     await ctx.db.reservations.update_one(
@@ -59,4 +64,9 @@ async def handle(event: CloudEvent, ctx: kfaas.Context) -> dict[str, Any]:
         upsert=True,
     )
     ctx.log.info("order %s: inventory reserved (%d item(s))", order_id, len(items))
-    return {"orderId": order_id, "userId": order.get("userId"), "totalCents": order.get("totalCents"), "items": items}
+    return {
+        "orderId": order_id,
+        "userId": order.get("userId"),
+        "totalCents": order.get("totalCents"),
+        "items": items,
+    }

@@ -29,8 +29,22 @@ def _free_port() -> int:
 def function_url() -> Iterator[str]:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kfaas", "serve", "--source", str(SAMPLE), "--target", "charge",
-         "--signature-type", "cloudevent", "--port", str(port), "--host", "127.0.0.1"],
+        [
+            sys.executable,
+            "-m",
+            "kfaas",
+            "serve",
+            "--source",
+            str(SAMPLE),
+            "--target",
+            "charge",
+            "--signature-type",
+            "cloudevent",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+        ],
         env={"PATH": "/usr/bin:/bin", "KFAAS_FUNCTION": "process-payment"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -43,7 +57,8 @@ def function_url() -> Iterator[str]:
                 break
         except httpx.TransportError:
             pass
-        assert proc.poll() is None and time.monotonic() < deadline, "kfaas serve did not start"
+        assert proc.poll() is None, "kfaas serve exited"
+        assert time.monotonic() < deadline, "kfaas serve did not start"
         time.sleep(0.05)
     yield url
     proc.terminate()

@@ -212,7 +212,9 @@ async def test_two_engines_one_killed_every_execution_completes_once(
             for i, order in enumerate(orders):
                 stock = await db.inventory.find_one({"_id": f"book-{i}"})
                 assert stock == {"_id": f"book-{i}", "available": 999, "holds": [order]}
-            completed = await db.orders.count_documents({"_id": {"$in": orders}, "paymentId": {"$exists": True}})
+            completed = await db.orders.count_documents(
+                {"_id": {"$in": orders}, "paymentId": {"$exists": True}}
+            )
             assert completed == 20
             assert stack.procs["engine-0"].returncode == -9
         finally:
