@@ -665,6 +665,36 @@ def _network_policies(app: AppSpec) -> list[dict[str, Any]]:
                 },
             ],
         ),
+        *_engine_policy(app),
+    ]
+
+
+def _engine_policy(app: AppSpec) -> list[dict[str, Any]]:
+    """The saga engine (a Deployment, not a Knative Service): the brokers' deliveries reach it on 8080."""
+    if app.engine is None:
+        return []
+    return [
+        _policy(
+            app.engine.name,
+            {"matchLabels": {"app.kubernetes.io/name": app.engine.name}},
+            [
+                {
+                    "from": [
+                        # the MT channel broker's filter and ingress
+                        _peer_namespaces(EVENTING_NAMESPACE),
+                        # the RabbitMQ broker's dispatchers, in this namespace
+                        {
+                            "podSelector": {
+                                "matchExpressions": [
+                                    {"key": "eventing.knative.dev/broker", "operator": "Exists"}
+                                ]
+                            }
+                        },
+                    ],
+                    "ports": _ports(8080),
+                }
+            ],
+        )
     ]
 
 
