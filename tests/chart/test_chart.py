@@ -85,6 +85,12 @@ def is_custom(obj: dict[str, Any]) -> bool:
     return group.endswith(CUSTOM_GROUPS)
 
 
+def saga_engine() -> dict[str, Any]:
+    """The rendered ``sagaEngine`` of the committed values (the engine's triggers and database access)."""
+    engine: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())["sagaEngine"]
+    return engine
+
+
 def fixture_functions() -> dict[str, Any]:
     functions: dict[str, Any] = yaml.safe_load(FIXTURE.read_text())["functions"]
     return functions
@@ -246,6 +252,7 @@ def test_triggers_use_only_attribute_filters_and_always_dead_letter(scenario: st
     objs = render(scenario)
     triggers = of_kind(objs, "Trigger", "eventing.knative.dev")
     expected = {f"{name}-{t['name']}" for name, fn in fixture_functions().items() for t in fn["triggers"]}
+    expected |= {f"rel-kfaas-saga-{t['name']}" for t in saga_engine()["triggers"]}
     assert {t["metadata"]["name"] for t in triggers} == expected
     for t in triggers:
         spec = t["spec"]
@@ -554,3 +561,39 @@ def test_committed_values_render_with_the_rendered_block() -> None:
     declared = yaml.safe_load((CHART / "values.yaml").read_text())["functions"] or {}
     ksvcs = {o["metadata"]["name"] for o in of_kind(objs, "Service", "serving.knative.dev")}
     assert set(declared) <= ksvcs
+
+
+def test_saga_engine_deployment_triggers_and_user() -> None:
+    objs = render("networkpolicies-values.yaml")
+    deployment = by_name(objs, "Deployment", "rel-kfaas-saga", "apps")
+    assert deployment["spec"]["replicas"] == 2
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:3] == ["saga", "--functions", "/app/functions"]
+    (url,) = [e for e in container["env"] if e["name"] == "MONGODB_URL"]
+    assert url["valueFrom"]["secretKeyRef"] == {"name": "rel-kfaas-saga-mongodb", "key": "url"}
+    assert by_name(objs, "Secret", "rel-kfaas-saga-mongodb")["stringData"]["username"] == "kfaas-saga"
+    users = by_name(objs, "ConfigMap", "rel-kfaas-mongodb-users")["data"]["users.js"]
+    assert 'upsert("kfaas-saga", "readWrite", ["saga_executions"' in users
+    results = by_name(objs, "Trigger", "rel-kfaas-saga-results", "eventing.knative.dev")
+    assert results["spec"]["filter"]["attributes"] == {"type": "com.kfaas.task.result"}
+    assert results["spec"]["subscriber"]["ref"] == {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "name": "rel-kfaas-saga",
+    }
+    sink = by_name(objs, "SinkBinding", "rel-kfaas-saga-sink", "sources.knative.dev")
+    assert sink["spec"]["subject"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "rel-kfaas-saga",
+    }
+    policy = by_name(objs, "NetworkPolicy", "rel-kfaas-saga", "networking.k8s.io")
+    assert policy["spec"]["ingress"][0]["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    # the MongoDB policy lets the engine in by the label it lets the functions in by
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels["kfaas.dev/uses-mongodb"] == "true"
+
+
+def test_no_saga_engine_without_state_machines() -> None:
+    objs = render("default-values.yaml", "--set", "saga.enabled=false")
+    assert not [o for o in of_kind(objs, "Deployment", "apps") if o["metadata"]["name"] == "rel-kfaas-saga"]

@@ -58,7 +58,11 @@ async def outcomes(
         )
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
         calls: dict[str, Counter[str]] = {}
+        seen: set[str] = set()
         async for doc in client[stack.database].invocations.find({}):
+            if doc["request"] in seen:  # the same attempt delivered again: not another invocation
+                continue
+            seen.add(doc["request"])
             calls.setdefault(doc["e"], Counter())[doc["fn"]] += 1
         await client.close()
     return {

@@ -39,6 +39,12 @@ def function_values(spec: FunctionSpec) -> dict[str, Any]:
 def _block(app: AppSpec) -> str:
     functions = {fn.name: function_values(fn) for fn in app.functions}
     body = dump_yaml({"functions": functions}) if functions else "functions: {}\n"
+    if app.engine is not None:
+        # the saga engine: its triggers (task replies, the state machines' starts) and its MongoDB user
+        engine = app.engine.model_dump(
+            mode="json", by_alias=True, include={"name", "kind", "triggers", "uses", "database"}
+        )
+        body += dump_yaml({"sagaEngine": engine})
     return f"{BEGIN}\n{body}{END}\n"
 
 

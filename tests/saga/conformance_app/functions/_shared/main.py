@@ -1,6 +1,8 @@
 """The five kinds of test function the recorded ASL cases name, behind one handler (``kfaasfunction`` picks).
 
-Every invocation is recorded as its own document (insert-only: counting stays right under concurrency).
+Every delivery is recorded as its own document (insert-only: counting stays right under concurrency), with
+the request's id: a request delivered twice (the broker's at-least-once delivery, or the engine publishing a
+task again after a reload) is one invocation of the task attempt it carries.
 """
 
 import asyncio
@@ -17,7 +19,9 @@ class CustomException(Exception):  # the recording's class: sets message, never 
 @kfaas.cloud_event
 async def handle(event, ctx: kfaas.Context):
     name = event["kfaasfunction"]
-    await ctx.db.invocations.insert_one({"_id": uuid.uuid4().hex, "e": event["kfaasexecution"], "fn": name})
+    await ctx.db.invocations.insert_one(
+        {"_id": uuid.uuid4().hex, "e": event["kfaasexecution"], "fn": name, "request": event["id"]}
+    )
     if name == "identity":
         return event.data
     if name in ("echo1", "echo2"):
