@@ -89,14 +89,47 @@ async def test_the_executions_command(tmp_path: Path, mongodb_url: str, amqp_url
         twice = cli(stack, "redrive", "redrive-test:c-1")
         assert twice.returncode == 1 and "only FAILED, TIMED_OUT or ABORTED" in twice.stderr  # noqa: PT018
 
-        assert cli(stack, "start", "timeout-test", "--name", "s-1").returncode == 0
+        # the API's refusals name the problem; an event a state machine starts on starts it
+        import httpx
+
+        async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+            big = await http.post(
+                f"{stack.api}/state-machines/redrive-test/executions", json={"input": {"x": "y" * 300_000}}
+            )
+            assert big.status_code == 400
+            assert "maxPayloadBytes" in big.json()["error"]
+            bad = await http.post(f"{stack.api}/state-machines/redrive-test/executions", json={"name": "a b"})
+            assert bad.status_code == 400
+            assert "execution name" in bad.json()["error"]
+            clash = await http.post(
+                f"{stack.api}/state-machines/redrive-test/executions", json={"name": "c-1", "input": {"a": 2}}
+            )
+            assert clash.status_code == 409
+            assert "ExecutionAlreadyExists" in clash.json()["error"]
+            poke = await http.post(
+                stack.sink,
+                headers={
+                    "ce-specversion": "1.0",
+                    "ce-id": "p-1",
+                    "ce-source": "/tests",
+                    "ce-type": "com.example.poke",
+                    "ce-subject": "from-event",
+                    "content-type": "application/json",
+                },
+                content=b'{"poked": true}',
+            )
+            assert poke.status_code == 202
+        by_event = await stack.wait_done("redrive-test:from-event", timeout=30)
+        assert by_event["input"] == {"poked": True}
+
+        assert cli(stack, "start", "stop-test", "--name", "s-1").returncode == 0
         for _ in range(50):
-            state = await stack.describe("timeout-test:s-1")
+            state = await stack.describe("stop-test:s-1")
             if state.get("owner"):
                 break
             await asyncio.sleep(0.1)
-        stopped = cli(stack, "stop", "timeout-test:s-1", "--error", "Operator", "--cause", "not needed")
+        stopped = cli(stack, "stop", "stop-test:s-1", "--error", "Operator", "--cause", "not needed")
         assert stopped.returncode == 0, stopped.stderr
-        aborted = await stack.wait_done("timeout-test:s-1", timeout=30)
+        aborted = await stack.wait_done("stop-test:s-1", timeout=30)
         assert aborted["status"] == "ABORTED"
         assert aborted["error"] == "Operator"

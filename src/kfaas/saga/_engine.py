@@ -114,7 +114,9 @@ class Engine:
         self.deadlines = self._deadlines(app)
         self.live: dict[str, _Live] = {}
         self.loading: set[str] = set()
-        self.reload: set[str] = set()  # owned here, to be loaded again from MongoDB (a store failed)
+        # owned here, to be loaded again from MongoDB after a store failed: the task requests it had published
+        # already (they need not be sent again)
+        self.reload: dict[str, set[str]] = {}
         self.wake = asyncio.Event()
         self.tasks: list[asyncio.Task[Any]] = []
         self.background: set[asyncio.Task[Any]] = set()
@@ -238,7 +240,7 @@ class Engine:
         lost, failed = await self.store.insert_transitions([doc])
         if lost or failed:
             if failed:
-                self.reload.add(live.id)
+                self.reload[live.id] = set(live.published)
             return
         self.live[live.id] = live
         await self._after_commit([(live, doc, [])])
@@ -350,7 +352,9 @@ class Engine:
                             doc["n"],
                         )
                     else:
-                        self.reload.add(live.id)  # loaded again from its last stored transition
+                        self.reload[live.id] = set(
+                            live.published
+                        )  # loaded again from its last stored transition
                     self.live.pop(live.id, None)
                     for f in futures:
                         if not f.done():
@@ -531,15 +535,15 @@ class Engine:
                 await self.store.heartbeat(self.engine_id, self.url, now)
                 if beat % 2 == 0:
                     await self._claim(now)
-                for exec_id in list(self.reload):
-                    self.reload.discard(exec_id)
+                for exec_id, published in list(self.reload.items()):
+                    self.reload.pop(exec_id, None)
                     summary = await self.store.get(exec_id)
                     if (
                         summary is not None
                         and summary.get("owner") == self.engine_id
                         and exec_id not in self.live
                     ):
-                        await self._load(summary)
+                        await self._load(summary, published)
                 if beat % 10 == 5:
                     mine = await self.store.owned_by(self.engine_id)
                     for exec_id in [e for e in self.live if e not in mine]:
@@ -577,7 +581,7 @@ class Engine:
                 if not await self.store.claimable([doc], limit=1):
                     await self.store.forget_engine(doc)
 
-    async def _load(self, summary: dict[str, Any]) -> None:
+    async def _load(self, summary: dict[str, Any], published: set[str] | None = None) -> None:
         m = self.machines.get(summary["stateMachine"])
         if m is None:
             log.error(
@@ -614,9 +618,11 @@ class Engine:
             live.queue.append((signal, None))
             live.queued_signals.add(signal["_id"])
         self.live[live.id] = live
+        live.published = set(published or ())
         for task in run.tasks():
-            live.published.add(task["id"])
-            self.spawn(self._publish(live, task))
+            if task["id"] not in live.published:  # an engine taking over sends every task still waiting
+                live.published.add(task["id"])
+                self.spawn(self._publish(live, task))
         self.wake.set()
 
     async def _signal_loop(self) -> None:
