@@ -99,6 +99,7 @@ class Stack:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     logs: Path | None = None
     files: list[Any] = field(default_factory=list)
+    app: Any = None
     sources: dict[str, str] = field(default_factory=dict)
     targets: dict[str, str] = field(default_factory=dict)
     every_proc: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -246,6 +247,7 @@ async def saga_stack(
         logs=logs,
     )
     app = load_app(stack.functions_dir)
+    stack.app = app
     stack.sources = {fn.name: fn.source for fn in app.functions}
     stack.targets = {fn.name: fn.target for fn in app.functions}
     try:

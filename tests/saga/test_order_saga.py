@@ -129,6 +129,14 @@ async def test_happy_path_payment_failure_and_inventory_failure(
             assert done["output"] == {"orderId": ok, "status": "completed", "paymentId": f"pay-{ok}"}
             assert (await db.orders.find_one({"_id": ok}))["paymentId"] == f"pay-{ok}"
             assert gateway.charges[f"order-{ok}"] == 1
+            # StartExecution / DescribeExecution are routes of the gateway too
+            from kfaas.gateway import routes_of
+
+            routes = {
+                (r.template, m) for r in routes_of(stack.app) for m in r.methods if r.function == "kfaas-saga"
+            }
+            assert ("/state-machines/{machine}/executions", "POST") in routes
+            assert ("/executions/{execution}", "GET") in routes
             history = await stack.history(f"order-saga:{ok}")
             assert _states(history) == ["ReserveInventory", "ProcessPayment", "CompleteOrder"]
             # inventory fails: nothing held, released, FAILED (the seed's Fail state has no error of its own)

@@ -120,6 +120,13 @@ def routes_of(app: AppSpec) -> list[GatewayRoute]:
         if fn.kind == "http"
         for r in fn.routes
     ]
+    if app.engine is not None:
+        # StartExecution and DescribeExecution of the state machine engine (docs/state-machines.md); listing,
+        # history, stop and redrive stay on the engine's own port and `kfaas executions`
+        routes += [
+            GatewayRoute.build("/state-machines/{machine}/executions", ["POST"], app.engine.name, 30.0),
+            GatewayRoute.build("/executions/{execution}", ["GET"], app.engine.name, 30.0),
+        ]
     return sorted(routes, key=lambda r: (-r.literal_segments, r.template))
 
 

@@ -690,6 +690,8 @@ def _engine_policy(app: AppSpec) -> list[dict[str, Any]]:
                                 ]
                             }
                         },
+                        # the API gateway: StartExecution and DescribeExecution go through it
+                        {"podSelector": {"matchLabels": {"serving.knative.dev/service": GATEWAY}}},
                     ],
                     "ports": _ports(8080),
                 }
