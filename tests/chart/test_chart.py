@@ -569,8 +569,11 @@ def test_saga_engine_deployment_triggers_and_user() -> None:
     assert deployment["spec"]["replicas"] == 2
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["args"][:3] == ["saga", "--functions", "/app/functions"]
-    (url,) = [e for e in container["env"] if e["name"] == "MONGODB_URL"]
-    assert url["valueFrom"]["secretKeyRef"] == {"name": "rel-kfaas-saga-mongodb", "key": "url"}
+    (url,) = [e for e in container["env"] if e["name"] == "MONGODB_URL_FILE"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "mongodb"]
+    assert url["value"] == mount["mountPath"] + "/url"
+    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "mongodb"]
+    assert volume["secret"]["secretName"] == "rel-kfaas-saga-mongodb"
     assert by_name(objs, "Secret", "rel-kfaas-saga-mongodb")["stringData"]["username"] == "kfaas-saga"
     users = by_name(objs, "ConfigMap", "rel-kfaas-mongodb-users")["data"]["users.js"]
     assert 'upsert("kfaas-saga", "readWrite", ["saga_executions"' in users

@@ -225,6 +225,13 @@ async def test_two_engines_one_killed_every_execution_completes_once(
             )
             assert completed == 20
             assert stack.procs["engine-0"].returncode == -9
+            # the kill came mid-execution: the surviving engine took executions over
+            assert stack.logs is not None
+            taken = (stack.logs / "engine-1.log").read_text().count("taken over from")
+            assert taken > 0
+            print(
+                f"engine-1 took over {taken} execution(s); the gateway saw {gateway.repeats} repeated charge(s)"
+            )
         finally:
             await client.close()
 

@@ -305,7 +305,8 @@ def _engine(app: AppSpec) -> list[dict[str, Any]]:
         "ports": [{"name": "http", "containerPort": 8080}],
         # K_SINK (the broker ingress) is set by the engine's SinkBinding
         "env": [
-            _secret_env("MONGODB_URL", _mongodb_secret(app.engine), "MONGODB_URL"),
+            # the URL holds the engine's password: read from the mounted Secret, not an environment variable
+            _value_env("MONGODB_URL_FILE", "/var/run/secrets/kfaas/mongodb/MONGODB_URL"),
             _config_env("MONGODB_DATABASE"),
             {"name": "KFAAS_SAGA_URL", "value": f"http://{name}.{NAMESPACE}.svc.cluster.local"},
         ],
@@ -313,7 +314,10 @@ def _engine(app: AppSpec) -> list[dict[str, Any]]:
         "readinessProbe": {"httpGet": {"path": "/health/readiness", "port": "http"}, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": "/health/liveness", "port": "http"}, "periodSeconds": 10},
         "securityContext": _secure_container(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "mongodb", "mountPath": "/var/run/secrets/kfaas/mongodb", "readOnly": True},
+        ],
     }
     deployment = {
         "apiVersion": "apps/v1",
@@ -328,8 +332,24 @@ def _engine(app: AppSpec) -> list[dict[str, Any]]:
                 "spec": {
                     "automountServiceAccountToken": False,
                     "terminationGracePeriodSeconds": 30,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "runAsGroup": 10001,
+                        "fsGroup": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
+                    "volumes": [
+                        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+                        {
+                            "name": "mongodb",
+                            "secret": {
+                                "secretName": _mongodb_secret(app.engine),
+                                "items": [{"key": "MONGODB_URL", "path": "MONGODB_URL"}],
+                            },
+                        },
+                    ],
                 },
             },
         },

@@ -29,6 +29,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=env("HOST", "0.0.0.0"), help="address (env HOST)")
     parser.add_argument("--mongodb-url", default=env("MONGODB_URL"), help="MongoDB URL (env MONGODB_URL)")
     parser.add_argument(
+        "--mongodb-url-file",
+        default=env("MONGODB_URL_FILE"),
+        help="read the MongoDB URL from this file, e.g. a mounted Secret (env MONGODB_URL_FILE)",
+    )
+    parser.add_argument(
         "--database", default=env("MONGODB_DATABASE", "kfaas"), help="database (env MONGODB_DATABASE; kfaas)"
     )
     parser.add_argument(
@@ -52,6 +57,13 @@ def run(args: argparse.Namespace) -> int:
 
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if args.mongodb_url_file and not args.mongodb_url:
+        try:
+            with open(args.mongodb_url_file, encoding="utf-8") as file:
+                args.mongodb_url = file.read().strip()
+        except OSError as exc:
+            sys.stderr.write(f"kfaas saga: cannot read the MongoDB URL from {args.mongodb_url_file}: {exc}\n")
+            return 2
     missing = [
         name for name, value in (("MONGODB_URL", args.mongodb_url), ("K_SINK", args.sink)) if not value
     ]
