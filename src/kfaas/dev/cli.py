@@ -141,7 +141,15 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             sys.stderr.write(f"kfaas dev: no function named {', '.join(sorted(unknown))}\n")
             return 2
-        app = app.model_copy(update={"functions": [f for f in app.functions if f.name in args.only]})
+        # a state machine runs only when every function its Tasks invoke runs too
+        machines = [m for m in app.statemachines if set(m.functions) <= set(args.only)]
+        app = app.model_copy(
+            update={
+                "functions": [f for f in app.functions if f.name in args.only],
+                "statemachines": machines,
+                "engine": app.engine if machines else None,
+            }
+        )
     problems = _missing_services(app, args)
     try:
         from kfaas.base.asgi import Limits
