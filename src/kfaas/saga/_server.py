@@ -60,6 +60,8 @@ class EngineApp:
         store = self.engine.store
         if path == "/health/liveness":
             return json_answer(200, {"status": "alive"})
+        if path == "/openapi.json" and method == "GET":
+            return json_answer(200, OPENAPI)
         if path == "/health/readiness":
             ok = self.engine.ready
             return json_answer(
@@ -113,6 +115,96 @@ class EngineApp:
 
     async def shutdown(self) -> None:
         await self.engine.stop()
+
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_EXECUTION = {"$ref": "#/components/schemas/Execution"}
+
+
+def _answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+# The document of the two operations the gateway routes here (StartExecution, DescribeExecution); the gateway
+# merges it into the API's one document.
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "kfaas-saga", "version": "1", "description": "State machine executions"},
+    "paths": {
+        "/state-machines/{machine}/executions": {
+            "post": {
+                "operationId": "startExecution",
+                "summary": "Start an execution (an existing name with the same input returns it)",
+                "parameters": [
+                    {"name": "machine", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {
+                                    "name": {
+                                        "type": "string",
+                                        "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$",
+                                    },
+                                    "input": {},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _answer("Started", _EXECUTION),
+                    "200": _answer("Already running with this input", _EXECUTION),
+                    "400": _answer("Invalid request, unknown state machine, or over a limit", _ERROR),
+                    "409": _answer(
+                        "ExecutionAlreadyExists: the name is taken with another input or has ended", _ERROR
+                    ),
+                    "503": _answer("MongoDB is unavailable; retry", _ERROR),
+                },
+            }
+        },
+        "/executions/{execution}": {
+            "get": {
+                "operationId": "describeExecution",
+                "summary": "An execution: status, input, output, error, times",
+                "parameters": [
+                    {"name": "execution", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _answer("The execution", _EXECUTION),
+                    "404": _answer("No such execution", _ERROR),
+                    "503": _answer("MongoDB is unavailable; retry", _ERROR),
+                },
+            }
+        },
+    },
+    "components": {
+        "schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+            "Execution": {
+                "type": "object",
+                "required": ["executionId", "stateMachine", "name", "status"],
+                "properties": {
+                    "executionId": {"type": "string"},
+                    "stateMachine": {"type": "string"},
+                    "name": {"type": "string"},
+                    "status": {"enum": ["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]},
+                    "input": {},
+                    "output": {},
+                    "error": {"type": ["string", "null"]},
+                    "cause": {"type": ["string", "null"]},
+                    "startDate": {"type": "string"},
+                    "stopDate": {"type": ["string", "null"]},
+                    "redriveCount": {"type": "integer"},
+                },
+            },
+        }
+    },
+}
 
 
 def _json(body: bytes) -> Any:
