@@ -27,6 +27,7 @@ from kfaas.spec import AppSpec
 pytestmark = pytest.mark.integration
 
 FUNCTIONS = [
+    "complete-order",
     "create-user",
     "daily-report",
     "get-order",
@@ -35,6 +36,9 @@ FUNCTIONS = [
     "order-analytics",
     "place-order",
     "process-order",
+    "process-payment",
+    "release-inventory",
+    "reserve-inventory",
 ]
 DRAIN_SECONDS = 5
 # What Dockerfile.base may add to its base image: kfaas, its dependencies and the function (measured:
@@ -170,6 +174,68 @@ class Case:
         assert r.status_code in (200, 204), r.text
         mails = await self.mails("ops@example.com")
         assert mails[0]["Subject"] == f"Orders on {day}: 2, total 50.00"
+
+    # -- the order saga's Task functions: a task request in, the correlated reply out (docs/runtime.md)
+    async def _task(self, http: httpx.AsyncClient, data: dict[str, Any], execution: str) -> httpx.Response:
+        headers, body = binary_event(
+            "com.kfaas.task.request", data, id=f"{execution}/2.0", kfaasexecution=execution
+        )
+        return await http.post("/", headers=headers, content=body)
+
+    async def reserve_inventory(self, http: httpx.AsyncClient) -> None:
+        doc, sku = order(), f"sku-{uuid.uuid4().hex[:6]}"
+        await self.db.orders.insert_one(
+            {
+                "_id": doc["id"],
+                "userId": "u-ct",
+                "items": [{"sku": sku, "qty": 2, "price": 12.5}],
+                "totalCents": 2500,
+            }
+        )
+        r = await self._task(http, {"orderId": doc["id"]}, f"order-saga:{doc['id']}")
+        assert r.status_code == 200, r.text
+        assert r.headers["ce-type"] == "com.kfaas.task.result"
+        assert r.json()["items"] == [{"sku": sku, "qty": 2}]
+        stock = await self.db.inventory.find_one({"_id": sku})
+        assert stock is not None
+        assert (stock["available"], stock["holds"]) == (98, [doc["id"]])
+
+    async def process_payment(self, http: httpx.AsyncClient) -> None:
+        r = await self._task(http, {"orderId": "o-ct-pay", "totalCents": 2500}, "order-saga:o-ct-pay")
+        assert r.status_code == 200, r.text
+        assert r.json() == {"orderId": "o-ct-pay", "paymentId": "pay-o-ct-pay", "amountCents": 2500}
+        declined = await self._task(http, {"orderId": "o-ct-big", "totalCents": 10**9}, "order-saga:o-ct-big")
+        assert declined.headers["ce-type"] == "com.kfaas.task.error"
+        assert declined.json()["errorType"] == "PaymentError"
+
+    async def release_inventory(self, http: httpx.AsyncClient) -> None:
+        sku, execution = f"sku-{uuid.uuid4().hex[:6]}", "order-saga:o-ct-rel"
+        await self.db.inventory.insert_one({"_id": sku, "available": 8, "holds": ["o-ct-rel"]})
+        await self.db.reservations.insert_one(
+            {
+                "_id": "o-ct-rel",
+                "items": [{"sku": sku, "qty": 2}],
+                "state": "reserved",
+                "execution": execution,
+            }
+        )
+        r = await self._task(http, {"Error": "PaymentError", "Cause": "declined"}, execution)
+        assert r.status_code == 200, r.text
+        assert r.json()["released"] == [{"sku": sku, "qty": 2}]
+        stock = await self.db.inventory.find_one({"_id": sku})
+        assert stock is not None
+        assert (stock["available"], stock["holds"]) == (10, [])
+
+    async def complete_order(self, http: httpx.AsyncClient) -> None:
+        await self.db.orders.insert_one({"_id": "o-ct-done", "userId": "u-ct", "status": "processed"})
+        r = await self._task(
+            http, {"orderId": "o-ct-done", "paymentId": "pay-o-ct-done"}, "order-saga:o-ct-done"
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "completed"
+        stored = await self.db.orders.find_one({"_id": "o-ct-done"})
+        assert stored is not None
+        assert (stored["status"], stored["paymentId"]) == ("processed", "pay-o-ct-done")
 
 
 def function_env(
