@@ -82,7 +82,7 @@ class FunctionApp:
             return
         started = time.perf_counter()
         with self.in_flight:
-            if self.target.signature_type == "cloudevent":
+            if self.target.signature_type == "cloudevent" and not self._for_routes(scope):
                 await self._cloudevent(scope, receive, send, started)
                 return
             try:
@@ -101,11 +101,24 @@ class FunctionApp:
                 scope["method"], path, status, started, traceparent=_header(scope, b"traceparent")
             )
 
+    def _for_routes(self, scope: Scope) -> bool:
+        """A request of a cloudevent target with routes (Target.routes) that is not a CloudEvent: a CloudEvent
+        is a POST to / in binary (a ce-specversion header) or structured/batch mode (that content type)."""
+        if self.target.routes is None:
+            return False
+        if scope["path"] == "/" and scope["method"] == "POST":
+            for key, value in scope["headers"]:
+                if key == b"ce-specversion" or (key == b"content-type" and value.startswith(b"application/cloudevents")):
+                    return False
+        return True
+
     async def _readiness(self, send: Send) -> None:
         if self.draining:
             await _send(send, *_json_body(503, {"status": "draining"}))
             return
         checks = await self.ctx.check()
+        if self.target.checks is not None:
+            checks.update(self.target.checks())
         ok = all(v == "ok" for v in checks.values())
         self._note_readiness(checks)
         await _send(
@@ -236,6 +249,8 @@ class FunctionApp:
 
         if self.target.signature_type == "asgi":
             handler = self.target.func
+        elif self.target.routes is not None:
+            handler = self.target.routes
         else:
             if self._http_handler is None:
                 from kfaas.runtime.http import http_handler
@@ -271,6 +286,8 @@ class FunctionApp:
 
     async def startup(self) -> None:
         await self.ctx.start()
+        if self.target.on_start is not None:
+            await self.target.on_start()
         if self.target.signature_type == "asgi":
             self._inner_lifespan = _Lifespan(self.target.func, {"kfaas": self.ctx})
             await self._inner_lifespan.startup()
@@ -289,6 +306,8 @@ class FunctionApp:
         self._closed = True
         if self._inner_lifespan is not None:
             await self._inner_lifespan.shutdown()
+        if self.target.on_stop is not None:
+            await self.target.on_stop()
         await self.ctx.close()
 
 

@@ -59,10 +59,14 @@ def run(args: argparse.Namespace) -> int:
     if not settings.target:
         settings = _from_description(settings)
 
-    from kfaas.runtime.targets import LoadError, load_target
+    from kfaas.runtime.targets import LoadError, load_target, plugin_loader
 
     try:
-        target = load_target(settings.source, settings.target, settings.signature_type)
+        loader = plugin_loader(settings.signature_type)  # another package's signature type, e.g. lambda
+        if loader is not None:
+            target = loader(settings)
+        else:
+            target = load_target(settings.source, settings.target, settings.signature_type)
     except LoadError as exc:
         sys.stderr.write(f"kfaas serve: {exc}\n")
         return 2
@@ -145,5 +149,8 @@ def _from_description(settings: Settings) -> Settings:
     raw = yaml.safe_load(description.read_text(encoding="utf-8")) or {}
     if not isinstance(raw, dict):
         return settings
-    signature = settings.signature_type or ("cloudevent" if raw.get("kind") == "cloudevent" else "")
+    kind = raw.get("kind")
+    if kind not in (None, "http", "cloudevent"):  # a kind another package serves (kfaas.aws: lambda)
+        return dataclasses.replace(settings, signature_type=settings.signature_type or str(kind))
+    signature = settings.signature_type or ("cloudevent" if kind == "cloudevent" else "")
     return dataclasses.replace(settings, target=str(raw.get("target", "handle")), signature_type=signature)

@@ -106,11 +106,13 @@ class Settings:
             if getattr(settings, attr) <= 0:
                 raise SettingsError(f"{env_name}={getattr(settings, attr)!r} must be greater than 0")
         if settings.signature_type and settings.signature_type not in get_args(SignatureType):
-            choices = ", ".join(get_args(SignatureType))
-            raise SettingsError(
-                f"FUNCTION_SIGNATURE_TYPE={settings.signature_type!r} is not one of: {choices} "
-                "(functions-framework's 'event' type is not supported)"
-            )
+            # another package may provide it (kfaas.runtime.targets.plugin_loader): asked only then
+            from kfaas.runtime.targets import LoadError, plugin_loader
+
+            try:
+                plugin_loader(settings.signature_type)
+            except LoadError as exc:
+                raise SettingsError(f"FUNCTION_SIGNATURE_TYPE={settings.signature_type!r}: {exc}") from None
         return settings
 
     @staticmethod

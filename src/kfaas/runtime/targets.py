@@ -10,15 +10,20 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["LoadError", "Target", "cloud_event", "http", "load_target"]
+__all__ = ["PLUGIN_GROUP", "BUILT_IN", "LoadError", "Target", "cloud_event", "http", "load_target", "plugin_loader"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _KIND_ATTR = "__kfaas_signature_type__"
+BUILT_IN = ("http", "cloudevent", "asgi")
+# Signature types other packages provide: an entry point NAME = "module:function" in this group, where
+# function(settings) -> Target. kfaas's own `lambda` (kfaas.aws) is one: the runtime does not import the
+# part that serves it, and a cloudevent function never loads it (docs/architecture.md).
+PLUGIN_GROUP = "kfaas.signature_types"
 
 
 class LoadError(RuntimeError):
@@ -42,12 +47,32 @@ def cloud_event(func: F) -> F:
 
 
 class Target:
-    """A loaded function: the callable, its signature type, and how to call it."""
+    """A loaded function: the callable, its signature type, and how to call it.
 
-    def __init__(self, func: Any, signature_type: str, name: str) -> None:
+    A target made by a plugin (:func:`plugin_loader`) may also carry ``routes`` (an ASGI app that takes the
+    requests of a ``cloudevent`` target that are not CloudEvents, such as an API's routes), ``on_start`` /
+    ``on_stop`` (awaited at start-up and shutdown, after and before the Context) and ``checks`` (readiness
+    results of its own, ``{"name": "ok" | "error: ..."}``).
+    """
+
+    def __init__(
+        self,
+        func: Any,
+        signature_type: str,
+        name: str,
+        *,
+        routes: Any = None,
+        on_start: Callable[[], Awaitable[None]] | None = None,
+        on_stop: Callable[[], Awaitable[None]] | None = None,
+        checks: Callable[[], dict[str, str]] | None = None,
+    ) -> None:
         self.func = func
         self.signature_type = signature_type
         self.name = name
+        self.routes = routes
+        self.on_start = on_start
+        self.on_stop = on_stop
+        self.checks = checks
         # a sync wrapper around a coroutine function (functions_framework.cloud_event on an async def)
         # returns a coroutine too, so it counts as async
         self.is_async = (
@@ -173,3 +198,23 @@ def load_target(source: str | Path, target: str, signature_type: str = "") -> Ta
     if kind != "asgi" and not callable(func):
         raise LoadError(f"{target!r} in {source} is not callable")
     return Target(func, kind, target)
+
+
+def plugin_loader(signature_type: str) -> Callable[[Any], Target] | None:
+    """The loader an installed package registered for ``signature_type`` (None for the built-in types).
+
+    Raises :class:`LoadError` for a type that no package provides, naming those that are.
+    """
+    if not signature_type or signature_type in BUILT_IN:
+        return None
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=PLUGIN_GROUP, name=signature_type)
+    for entry in found:
+        loader: Callable[[Any], Target] = entry.load()
+        return loader
+    known = sorted({*BUILT_IN, *(e.name for e in entry_points(group=PLUGIN_GROUP))})
+    raise LoadError(
+        f"signature type {signature_type!r} is not one of: {', '.join(known)} (functions-framework's "
+        "'event' type is not supported)"
+    )

@@ -16,9 +16,13 @@ __all__ = [
     "DatabaseAccess",
     "Delivery",
     "Events",
+    "PING_EVENT_TYPE",
+    "QUEUE_EVENT_TYPE",
     "FunctionSpec",
+    "Lambda",
     "PingSource",
     "QueueSource",
+    "Reply",
     "Route",
     "Scaling",
     "SpecError",
@@ -37,6 +41,8 @@ _DURATION = re.compile(
 )
 _CE_ATTRIBUTE = re.compile(r"^[a-z0-9]{1,20}$")  # CloudEvents attribute names
 _PATH_PARAM = re.compile(r"\{[^/{}]*\}")
+QUEUE_EVENT_TYPE = "dev.knative.rabbitmq.event"  # what RabbitmqSource (and the dev broker) sends
+PING_EVENT_TYPE = "dev.knative.sources.ping"  # what PingSource sends
 
 
 class SpecError(ValueError):
@@ -68,8 +74,13 @@ HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 class Route(_Model):
     """An HTTP route the API gateway sends to this function (the seed's API Gateway event)."""
 
-    path: str = Field(pattern=r"^/", description="Path template, e.g. /users/{id}")
+    path: str = Field(pattern=r"^/", description="Path template, e.g. /users/{id} (a {name+} segment is greedy)")
     methods: list[HttpMethod] = Field(default_factory=lambda: list[HttpMethod](["GET"]))
+    api: Literal["rest", "http"] | None = Field(
+        default=None,
+        description="kind lambda only: the API Gateway event the handler gets, 'rest' (a REST API, payload "
+        "1.0: SAM's Api event) or 'http' (an HTTP API, payload 2.0: SAM's HttpApi event); default lambda.api",
+    )
 
 
 def route_key(path: str) -> str:
@@ -147,6 +158,11 @@ class Trigger(_Model):
     )
     delivery: Delivery = Field(default_factory=Delivery)
     parallelism: int = Field(default=1, ge=1, le=1000, description="Events in flight at once; 1 keeps FIFO")
+    derived: bool = Field(
+        default=False,
+        exclude=True,
+        description="Made from a source of a lambda function (not written in the description)",
+    )
 
     @field_validator("filter")
     @classmethod
@@ -170,6 +186,31 @@ class QueueSource(_Model):
     broker: str = DEFAULT_BROKER
     parallelism: int = Field(default=1, ge=1, le=1000)
     delivery: Delivery = Field(default_factory=Delivery)
+    # kind lambda only (SAM's SQS event): how the queue's messages are handed over as SQS records
+    batch_size: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        alias="batchSize",
+        description="kind lambda: most SQS records in one invocation (SAM BatchSize)",
+    )
+    batch_window: str | None = Field(
+        default=None,
+        alias="batchWindow",
+        description="kind lambda: longest wait for a batch to fill, ISO 8601 (SAM "
+        "MaximumBatchingWindowInSeconds; default: no wait beyond the records already there)",
+    )
+    report_batch_item_failures: bool = Field(
+        default=False,
+        alias="reportBatchItemFailures",
+        description="kind lambda: honour a partial batch response, {batchItemFailures: [...]} (SAM "
+        "FunctionResponseTypes: [ReportBatchItemFailures]); off, as on AWS: the batch succeeds or fails whole",
+    )
+
+    @field_validator("batch_window")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        return _check_duration(value)
 
 
 class PingSource(_Model):
@@ -238,12 +279,46 @@ class Events(_Model):
     emits: list[str] = Field(default_factory=list)
 
 
+class Reply(_Model):
+    """kind lambda: the handler's return value for an event becomes a reply CloudEvent (SAM's OnSuccess
+    destination to EventBridge); the broker publishes it."""
+
+    type: str = Field(min_length=1, description="CloudEvent type of the reply (no trigger of this function's)")
+    source: str | None = Field(default=None, description="CloudEvent source (default /kfaas/<function>)")
+
+
+class Lambda(_Model):
+    """How a ``kind: lambda`` function is hosted: AWS Lambda's model, under kfaas (docs/migrating-from-aws.md)."""
+
+    api: Literal["rest", "http"] = Field(
+        default="rest", description="The API Gateway event of its routes: rest (payload 1.0) or http (2.0)"
+    )
+    stage: str = Field(default="$default", min_length=1, description="requestContext.stage of API events")
+    concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Invocations at once per instance: for a runtime client (bootstrap, image), the number "
+        "of runtime processes; Knative's containerConcurrency follows from it",
+    )
+    region: str = Field(default="us-east-1", description="The region in ARNs and AWS_REGION")
+    account: str = Field(default="000000000000", pattern=r"^[0-9]{12}$", description="The account in ARNs")
+    reply: Reply | None = None
+    runtime_api_port: int = Field(
+        default=9001,
+        ge=1024,
+        le=65535,
+        alias="runtimeApiPort",
+        description="image: the port of the Runtime API the image's runtime client connects to",
+    )
+
+
 class FunctionSpec(_Model):
     """One function: what ``functions/<name>/function.yaml`` holds."""
 
     name: str = Field(pattern=_NAME)
     description: str = ""
-    kind: Literal["http", "cloudevent"]
+    kind: Literal["http", "cloudevent", "lambda"]
     target: str = Field(default="handle", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     source: str = "main.py"
     routes: list[Route] = Field(default_factory=list)
@@ -263,19 +338,125 @@ class FunctionSpec(_Model):
     uses: list[Literal["mongodb", "rabbitmq", "smtp"]] = Field(
         default_factory=list, description="Backing services; readiness checks each one"
     )
+    # kind lambda (SAM's AWS::Serverless::Function): the handler, its runtime, or a Lambda container image
+    handler: str | None = Field(
+        default=None,
+        description="kind lambda: SAM's Handler: module.function for python runtimes (app.lambda_handler), "
+        "the executable for others (bootstrap)",
+    )
+    runtime: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9.]*$",
+        description="kind lambda: SAM's Runtime: python3.x runs the handler in kfaas's process; "
+        "provided.al2023, provided.al2 and the others run it through the Lambda Runtime API",
+    )
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        description="kind lambda: a Lambda container image (SAM PackageType Image), run unchanged beside a "
+        "kfaas container serving the Runtime API",
+    )
+    lambda_: Lambda = Field(default_factory=Lambda, alias="lambda")
     path: Path | None = Field(default=None, exclude=True, description="Folder it was read from")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lambda_triggers(cls, data: Any) -> Any:
+        """A lambda function's queue and ping sources feed it (SAM's SQS and Schedule events): each gets a
+        trigger of the same name unless one is written. They filter on the type only: the source attribute
+        names the namespace, which differs per install; the function takes only its own sources' events."""
+        if not isinstance(data, dict) or data.get("kind") != "lambda":
+            return data
+        triggers = list(data.get("triggers") or [])
+        named = {t.get("name") for t in triggers if isinstance(t, dict)}
+        for source in data.get("sources") or []:
+            if not isinstance(source, dict) or source.get("name") in named:
+                continue
+            kind = source.get("kind", "queue")
+            trigger: dict[str, Any] = {
+                "name": source.get("name"),
+                "filter": {"type": QUEUE_EVENT_TYPE if kind == "queue" else PING_EVENT_TYPE},
+                "derived": True,
+            }
+            if source.get("broker"):
+                trigger["broker"] = source["broker"]
+            if kind == "queue":
+                if source.get("delivery") is not None:
+                    trigger["delivery"] = source["delivery"]
+                # a batch forms from events in flight together: the trigger delivers that many at once
+                size = source.get("batchSize", source.get("batch_size", 1))
+                parallelism = source.get("parallelism", 1)
+                if isinstance(size, int) and isinstance(parallelism, int):
+                    trigger["parallelism"] = max(size, parallelism)
+            triggers.append(trigger)
+        # the derived ones are rebuilt from the sources on every read: they are neither written nor doubled
+        return {**data, "triggers": triggers}
 
     @model_validator(mode="after")
     def _consistent(self) -> FunctionSpec:
         if self.kind == "cloudevent" and self.routes:
             raise ValueError("routes are for kind 'http'; a cloudevent function is reached through triggers")
+        self._check_lambda()
         names = [t.name for t in self.triggers] + [s.name for s in self.sources]
+        if self.kind == "lambda":  # a lambda's source and the trigger that hands it over share its name
+            names = [t.name for t in self.triggers] + [
+                s.name for s in self.sources if s.name not in {t.name for t in self.triggers}
+            ]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"trigger/source names must be unique, repeated: {sorted(dup)}")
         if self.database and "mongodb" not in self.uses:
             raise ValueError("database permissions need 'mongodb' in uses")
         return self
+
+    def _check_lambda(self) -> None:
+        lambda_only = [
+            name
+            for name, value in (("handler", self.handler), ("runtime", self.runtime), ("image", self.image))
+            if value is not None
+        ]
+        if self.kind != "lambda":
+            if lambda_only:
+                raise ValueError(f"{', '.join(lambda_only)}: only for kind 'lambda'")
+            if any(r.api for r in self.routes):
+                raise ValueError("routes[].api is only for kind 'lambda'")
+            if "lambda" in self.model_fields_set or "lambda_" in self.model_fields_set:
+                raise ValueError("lambda: only for kind 'lambda'")
+            return
+        if self.image is None and not self.handler:
+            raise ValueError("kind 'lambda' needs a handler (SAM's Handler) or an image")
+        if self.image is None and not self.runtime:
+            raise ValueError(
+                "kind 'lambda' with a handler needs a runtime (SAM's Runtime: python3.12, provided.al2023, ...)"
+            )
+        if self.image is not None and self.runtime and self.runtime.startswith("python"):
+            raise ValueError("an image brings its own runtime: leave runtime out")
+
+    @property
+    def is_lambda(self) -> bool:
+        return self.kind == "lambda"
+
+    @property
+    def lambda_in_process(self) -> bool:
+        """A python runtime without an image: the handler runs inside kfaas's own process."""
+        return self.kind == "lambda" and self.image is None and (self.runtime or "").startswith("python")
+
+    @property
+    def lambda_image(self) -> bool:
+        """A Lambda container image, run as its own container beside kfaas's (Runtime API over localhost)."""
+        return self.kind == "lambda" and self.image is not None
+
+    @property
+    def container_concurrency(self) -> int | None:
+        """Knative's containerConcurrency: what a lambda function's instance takes at once (None: no limit).
+
+        One invocation per runtime process, and a batch of SQS records is made of that many deliveries
+        held together, so: concurrency x the largest batch size.
+        """
+        if self.kind != "lambda" or self.lambda_in_process:
+            return None
+        batch = max([s.batch_size for s in self.sources if isinstance(s, QueueSource)] or [1])
+        return self.lambda_.concurrency * batch
 
     @property
     def folder(self) -> Path:
