@@ -40,6 +40,7 @@ _MANAGED = (
     "PORT",
     "HOST",
     "KFAAS_FUNCTION",
+    "KFAAS_DESCRIPTION",
     "MONGODB_URL",
     "MONGODB_DATABASE",
     "AMQP_URL",
@@ -72,11 +73,13 @@ def function_env(
         FUNCTION_TARGET=spec.target,
         KFAAS_FUNCTION=spec.name,
         # cloudevent functions are served as such; http ones are detected (a FastAPI app is asgi)
-        FUNCTION_SIGNATURE_TYPE="cloudevent" if spec.kind == "cloudevent" else "",
+        FUNCTION_SIGNATURE_TYPE={"cloudevent": "cloudevent", "lambda": "lambda"}.get(spec.kind, ""),
         HOST="127.0.0.1",
         PORT=str(port),
         PYTHONUNBUFFERED="1",
     )
+    if spec.kind == "lambda":
+        env["KFAAS_DESCRIPTION"] = str(spec.folder / "function.yaml")
     if "mongodb" in spec.uses:
         env["MONGODB_URL"] = services.get("MONGODB_URL", "")
         env["MONGODB_DATABASE"] = services.get("MONGODB_DATABASE") or "kfaas"

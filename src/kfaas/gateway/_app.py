@@ -117,7 +117,7 @@ def routes_of(app: AppSpec) -> list[GatewayRoute]:
     routes = [
         GatewayRoute.build(r.path, r.methods, fn.name, float(fn.timeout))
         for fn in app.functions
-        if fn.kind == "http"
+        if fn.serves_http
         for r in fn.routes
     ]
     if app.engine is not None:

@@ -213,7 +213,7 @@ def _services(app: AppSpec) -> dict[str, Any]:
     gateway = _platform_service("gateway", app)
     gateway["environment"]["KFAAS_CORS_ORIGINS"] = "*"
     gateway["ports"] = [f"127.0.0.1:{PORT}:{PORT}"]
-    http_functions = [fn.name for fn in app.functions if fn.kind == "http"]
+    http_functions = [fn.name for fn in app.functions if fn.serves_http]
     if http_functions:
         gateway["depends_on"] = {name: {"condition": "service_healthy"} for name in http_functions}
     services["gateway"] = gateway

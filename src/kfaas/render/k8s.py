@@ -269,7 +269,7 @@ def _platform(app: AppSpec) -> list[dict[str, Any]]:
         uses=[],
         # Kept warm: every API call goes through it, a cold gateway would add to each function's cold start.
         annotations={"autoscaling.knative.dev/min-scale": "1", "autoscaling.knative.dev/max-scale": "5"},
-        timeout=max([fn.timeout for fn in app.functions if fn.kind == "http"] or [30]),
+        timeout=max([fn.timeout for fn in app.functions if fn.serves_http] or [30]),
         memory="128Mi",
         cpu="100m",
         public=True,
@@ -729,7 +729,7 @@ def _call_graph(app: AppSpec) -> str:
             text, 108, initial_indent="#   ", subsequent_indent="#       ", break_on_hyphens=False
         )
 
-    http = sorted(fn.name for fn in app.functions if fn.kind == "http")
+    http = sorted(fn.name for fn in app.functions if fn.serves_http)
     lines = [
         "# Ingress to every pod of the namespace is denied unless a policy here allows it. Who calls whom,",
         "# from functions/*/function.yaml:",

@@ -43,9 +43,23 @@ def load_function(folder: Path) -> FunctionSpec:
         raise SpecError(f"{file}: {problems}") from exc
     if spec.name != folder.name:
         raise SpecError(f"{file}: name {spec.name!r} differs from its folder {folder.name!r}")
-    if not (folder / spec.source).is_file():
+    if spec.kind == "lambda":
+        _check_handler(file, folder, spec)
+    elif not (folder / spec.source).is_file():
         raise SpecError(f"{file}: source {spec.source!r} does not exist in {folder}")
     return spec
+
+
+def _check_handler(file: Path, folder: Path, spec: FunctionSpec) -> None:
+    """A python handler's module must be in the folder (a bootstrap is built, so it may not be there yet)."""
+    if not spec.lambda_in_process or spec.handler is None:
+        return
+    module, _, function = spec.handler.rpartition(".")
+    if not module or not function:
+        raise SpecError(f"{file}: handler {spec.handler!r} is not module.function (e.g. app.lambda_handler)")
+    path = folder.joinpath(*module.split("."))
+    if not path.with_suffix(".py").is_file() and not (path / "__init__.py").is_file():
+        raise SpecError(f"{file}: handler {spec.handler!r}: no {path.relative_to(folder)}.py in {folder}")
 
 
 def _folders(root: Path) -> list[Path]:

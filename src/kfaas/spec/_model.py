@@ -97,7 +97,7 @@ def route_conflicts(functions: list[FunctionSpec]) -> list[str]:
     owners: dict[tuple[str, str], tuple[str, str]] = {}
     clashes: dict[tuple[str, str, str, str], set[str]] = {}
     for fn in functions:
-        if fn.kind != "http":
+        if not fn.serves_http:
             continue
         for route in fn.routes:
             methods = set(route.methods) | ({"HEAD"} if "GET" in route.methods else set())
@@ -433,8 +433,9 @@ class FunctionSpec(_Model):
             raise ValueError("an image brings its own runtime: leave runtime out")
 
     @property
-    def is_lambda(self) -> bool:
-        return self.kind == "lambda"
+    def serves_http(self) -> bool:
+        """The gateway routes requests to it: an http function, or a lambda function with routes."""
+        return self.kind == "http" or (self.kind == "lambda" and bool(self.routes))
 
     @property
     def lambda_in_process(self) -> bool:
