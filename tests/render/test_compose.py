@@ -46,12 +46,20 @@ def test_every_service_is_healthchecked_and_waited_for(compose: tuple[dict[str, 
     services = compose[0]["services"]
     one_shot = {name for name, s in services.items() if s.get("restart") == "no"}
     assert one_shot == {"mongodb-users"}
+    # A Lambda image's container has no server to check: its health is its kfaas container's readiness
+    # (which waits for the image's runtime client to poll), so it starts once that container has started.
+    runtimes = {name for name, s in services.items() if str(s.get("network_mode", "")).startswith("service:")}
+    for name in runtimes:
+        assert services[name]["network_mode"] == f"service:{name.removesuffix('-runtime')}"
+        assert "healthcheck" in services[name.removesuffix("-runtime")]
     for name, service in services.items():
-        if name not in one_shot:
+        if name not in one_shot | runtimes:
             assert service["healthcheck"]["test"][0] == "CMD", name
         for dependency, condition in service.get("depends_on", {}).items():
             assert dependency in services, f"{name} depends on unknown {dependency}"
             expected = "service_completed_successfully" if dependency in one_shot else "service_healthy"
+            if name in runtimes and dependency == name.removesuffix("-runtime"):
+                expected = "service_started"
             assert condition == {"condition": expected}, name
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "env_suffix",
     "header",
     "image",
+    "lambda_runtime_env",
     "mongodb_users_script",
     "render",
     "write",
@@ -87,6 +88,21 @@ def version() -> str:
 
 def image(name: str, tag: str | None = None) -> str:
     return f"{IMAGE_REPOSITORY}/{name}:{tag or version()}"
+
+
+def lambda_runtime_env(fn: FunctionSpec) -> dict[str, str]:
+    """What a Lambda image's runtime client reads (the image's own ENV stays: LAMBDA_TASK_ROOT, ...)."""
+    memory = int(fn.memory[:-2]) * (1024 if fn.memory.endswith("Gi") else 1)
+    return {
+        # set: images built from AWS's base images start their runtime client instead of the emulator
+        "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{fn.lambda_.runtime_api_port}",
+        "AWS_LAMBDA_FUNCTION_NAME": fn.name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{fn.name}",
+        "AWS_REGION": fn.lambda_.region,
+        "AWS_DEFAULT_REGION": fn.lambda_.region,
+    }
 
 
 # --- MongoDB: one user and one role per function (the seed's IAM policies) -------------------------------

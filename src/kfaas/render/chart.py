@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kfaas.render import IMAGE_REPOSITORY, dump_yaml
+from kfaas.render import IMAGE_REPOSITORY, PLATFORM_IMAGE, dump_yaml
 from kfaas.spec import AppSpec, FunctionSpec
 
 __all__ = ["BEGIN", "END", "VALUES_PATH", "function_values", "render_values", "replace_block"]
@@ -32,7 +32,23 @@ def function_values(spec: FunctionSpec) -> dict[str, Any]:
     values: dict[str, Any] = spec.model_dump(
         mode="json", by_alias=True, exclude={"path", "description", "events"}
     )
-    values["image"] = {"repository": f"{IMAGE_REPOSITORY}/{spec.name}", "tag": ""}
+    repository = f"{IMAGE_REPOSITORY}/{spec.name}"
+    if spec.kind != "lambda":  # the fields of kind lambda stay out of other functions' values
+        for key in ("handler", "runtime", "image", "lambda"):
+            values.pop(key, None)
+        for route in values["routes"]:
+            route.pop("api", None)
+        for source in values["sources"]:
+            for key in ("batchSize", "batchWindow", "reportBatchItemFailures"):
+                source.pop(key, None)
+    else:
+        lambda_image = values.pop("image")
+        if lambda_image:
+            values["lambdaImage"] = lambda_image  # run unchanged beside kfaas's container (the platform image)
+            repository = f"{IMAGE_REPOSITORY}/{PLATFORM_IMAGE}"
+        if spec.container_concurrency is not None:
+            values["containerConcurrency"] = spec.container_concurrency
+    values["image"] = {"repository": repository, "tag": ""}
     return values
 
 

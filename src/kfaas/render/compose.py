@@ -18,6 +18,7 @@ from kfaas.render import (
     env_suffix,
     header,
     image,
+    lambda_runtime_env,
     mongodb_functions,
     mongodb_users_script,
     password_env,
@@ -71,7 +72,17 @@ def _cpus(cpu: str) -> float:
 
 
 def _function_env(fn: FunctionSpec) -> dict[str, str]:
-    env: dict[str, str] = {
+    if fn.kind == "lambda":
+        env: dict[str, str] = {"KFAAS_FUNCTION": fn.name, "FUNCTION_SIGNATURE_TYPE": "lambda"}
+        if fn.lambda_image:  # kfaas serve beside the image: the Runtime API; the services are the image's
+            env["KFAAS_DESCRIPTION"] = f"/app/functions/{fn.name}/function.yaml"
+            env["PORT"] = str(PORT)
+            return env
+        env["KFAAS_DESCRIPTION"] = "/app/function/function.yaml"
+        env["PORT"] = str(PORT)
+        env.update(_service_env(fn))
+        return env
+    env = {
         "KFAAS_FUNCTION": fn.name,
         "FUNCTION_TARGET": fn.target,
         "FUNCTION_SOURCE": f"/app/function/{fn.source}",
@@ -79,6 +90,12 @@ def _function_env(fn: FunctionSpec) -> dict[str, str]:
     if fn.kind == "cloudevent":
         env["FUNCTION_SIGNATURE_TYPE"] = "cloudevent"  # http: detected (FastAPI apps are served as asgi)
     env["PORT"] = str(PORT)
+    env.update(_service_env(fn))
+    return env
+
+
+def _service_env(fn: FunctionSpec) -> dict[str, str]:
+    env: dict[str, str] = {}
     if "mongodb" in fn.uses:
         password = _required(_mongodb_secret_var(fn))
         env["MONGODB_URL"] = (
@@ -99,7 +116,52 @@ def _function_env(fn: FunctionSpec) -> dict[str, str]:
     return env
 
 
+def _depends(fn: FunctionSpec) -> dict[str, dict[str, str]]:
+    depends: dict[str, dict[str, str]] = {}
+    if "mongodb" in fn.uses:
+        depends["mongodb-users"] = {"condition": "service_completed_successfully"}
+    if "rabbitmq" in fn.uses:
+        depends["rabbitmq"] = {"condition": "service_healthy"}
+    if "smtp" in fn.uses:
+        depends["mailpit"] = {"condition": "service_healthy"}
+    if fn.publishes:
+        depends["broker"] = {"condition": "service_healthy"}
+    return depends
+
+
+def lambda_image_service(fn: FunctionSpec) -> dict[str, Any]:
+    """A Lambda container image, unchanged, in the network of kfaas's container (<name>): the Runtime API is
+    on its 127.0.0.1, as in a Knative pod."""
+    assert fn.image is not None
+    service: dict[str, Any] = {"image": fn.image}
+    if fn.handler:
+        service["command"] = [fn.handler]  # SAM's ImageConfig.Command (the image's CMD)
+    # compose interpolates $NAME: the literal $ of $LATEST is written $$
+    env = {k: v.replace("$", "$$") for k, v in lambda_runtime_env(fn).items()}
+    env.update(_service_env(fn))
+    service.update(
+        {
+            "environment": env,
+            "network_mode": f"service:{fn.name}",
+            "read_only": True,
+            "tmpfs": ["/tmp"],
+            "user": "10001:10001",
+            "mem_limit": _mem_limit(fn.memory),
+            "cpus": _cpus(fn.cpu),
+            "depends_on": {fn.name: {"condition": "service_started"}, **_depends(fn)},
+            "restart": "unless-stopped",
+        }
+    )
+    return service
+
+
 def _function_service(fn: FunctionSpec) -> dict[str, Any]:
+    if fn.lambda_image:
+        return {
+            **_platform_service("serve", None),
+            "command": ["serve"],
+            "environment": _function_env(fn),
+        }
     depends: dict[str, dict[str, str]] = {}
     if "mongodb" in fn.uses:
         depends["mongodb-users"] = {"condition": "service_completed_successfully"}
@@ -222,6 +284,8 @@ def _services(app: AppSpec) -> dict[str, Any]:
         services[app.engine.name] = _engine_service(app)
     for fn in app.functions:
         services[fn.name] = _function_service(fn)
+        if fn.lambda_image:
+            services[f"{fn.name}-runtime"] = lambda_image_service(fn)
     return services
 
 

@@ -32,6 +32,7 @@ from kfaas.render import (
     dump_yaml,
     header,
     image,
+    lambda_runtime_env,
     mongodb_functions,
     mongodb_users_script,
     password_env,
@@ -138,6 +139,15 @@ def _mongodb_secret(fn: FunctionSpec) -> str:
 
 
 def _function_env(fn: FunctionSpec) -> list[dict[str, Any]]:
+    if fn.kind == "lambda":
+        # kfaas serve reads the handler, its runtime and the event sources from the description
+        env = [_value_env("KFAAS_FUNCTION", fn.name), _value_env("FUNCTION_SIGNATURE_TYPE", "lambda")]
+        if fn.lambda_image:
+            env.append(_value_env("KFAAS_DESCRIPTION", f"/app/functions/{fn.name}/function.yaml"))
+            return env  # the services are the Lambda image's to use: its container gets them
+        env.append(_value_env("KFAAS_DESCRIPTION", "/app/function/function.yaml"))
+        env += _service_env(fn)
+        return env
     env = [
         _value_env("KFAAS_FUNCTION", fn.name),
         _value_env("FUNCTION_TARGET", fn.target),
@@ -145,6 +155,12 @@ def _function_env(fn: FunctionSpec) -> list[dict[str, Any]]:
     ]
     if fn.kind == "cloudevent":
         env.append(_value_env("FUNCTION_SIGNATURE_TYPE", "cloudevent"))
+    env += _service_env(fn)
+    return env
+
+
+def _service_env(fn: FunctionSpec) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = []
     # PORT is set by Knative (a reserved variable); K_SINK by the SinkBinding.
     if "mongodb" in fn.uses:
         env.append(_secret_env("MONGODB_URL", _mongodb_secret(fn), "MONGODB_URL"))
@@ -242,18 +258,48 @@ def _autoscaling(fn: FunctionSpec) -> dict[str, str]:
 
 
 def _function(fn: FunctionSpec) -> dict[str, Any]:
-    return _knative_service(
+    lambda_image = fn.lambda_image
+    ksvc = _knative_service(
         fn.name,
         "function",
-        image_ref=image(fn.name),
+        # a Lambda image: kfaas's own container is the platform image (it holds every description)
+        image_ref=image(PLATFORM_IMAGE if lambda_image else fn.name),
         env=_function_env(fn),
         uses=list(fn.uses),
         annotations=_autoscaling(fn),
         timeout=fn.timeout,
-        memory=fn.memory,
-        cpu=fn.cpu,
+        memory=KFAAS_SIDECAR_MEMORY if lambda_image else fn.memory,
+        cpu=KFAAS_SIDECAR_CPU if lambda_image else fn.cpu,
+        args=["serve"] if lambda_image else None,
         publishes=fn.publishes,
     )
+    spec = ksvc["spec"]["template"]["spec"]
+    if fn.container_concurrency is not None:
+        # a runtime client takes one invocation at a time: at most this many requests reach an instance
+        spec["containerConcurrency"] = fn.container_concurrency
+    if lambda_image:
+        spec["containers"][0]["name"] = "kfaas"
+        spec["containers"].append(_lambda_image_container(fn))
+    return ksvc
+
+
+KFAAS_SIDECAR_MEMORY = "128Mi"  # kfaas serve beside a Lambda image: the Runtime API, no handler
+KFAAS_SIDECAR_CPU = "100m"
+
+
+def _lambda_image_container(fn: FunctionSpec) -> dict[str, Any]:
+    """The Lambda container image, unchanged: no port (kfaas's container serves it), the pod's limits."""
+    assert fn.image is not None
+    container: dict[str, Any] = {"name": "function", "image": fn.image}
+    if fn.handler:
+        container["args"] = [fn.handler]  # SAM's ImageConfig.Command: the handler the image's CMD names
+    env = [_value_env(k, v) for k, v in lambda_runtime_env(fn).items()] + _service_env(fn)
+    container["env"] = env
+    container["resources"] = {"requests": {"cpu": fn.cpu, "memory": fn.memory}, "limits": {"memory": fn.memory}}
+    # Lambda runs a function as a user of its own on a read-only filesystem with a writable /tmp: so here
+    container["securityContext"] = _secure_container()
+    container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
+    return container
 
 
 def _platform(app: AppSpec) -> list[dict[str, Any]]:

@@ -431,6 +431,10 @@ class FunctionSpec(_Model):
             )
         if self.image is not None and self.runtime and self.runtime.startswith("python"):
             raise ValueError("an image brings its own runtime: leave runtime out")
+        if self.image is not None and self.lambda_.concurrency > 1:
+            raise ValueError(
+                "lambda.concurrency: a Lambda image runs one runtime client per instance; scale out with scaling.max"
+            )
 
     @property
     def serves_http(self) -> bool:
