@@ -24,7 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "saga": ("kfaas.saga.cli", "run the state machine engine (executions in MongoDB, tasks over the broker)"),
     "executions": ("kfaas.saga.executions", "list, show, start, stop and redrive state machine executions"),
     "render": ("kfaas.render.cli", "render docker-compose.yml, k8s/ and the chart values"),
-    "invoke": ("kfaas.aws.invoke", "run one event through a function, as it would arrive (like sam local invoke)"),
+    "invoke": (
+        "kfaas.aws.invoke",
+        "run one event through a function, as it would arrive (like sam local invoke)",
+    ),
     "schema": ("kfaas.spec.schema", "print the JSON schema of function.yaml"),
 }
 

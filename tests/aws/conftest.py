@@ -10,7 +10,9 @@ from lambdatest import LambdaDev
 
 
 @pytest.fixture
-async def lambda_dev(tmp_path: Path, mongodb_url: str, amqp_url: str) -> AsyncIterator[Callable[[Path], LambdaDev]]:
+async def lambda_dev(
+    tmp_path: Path, mongodb_url: str, amqp_url: str
+) -> AsyncIterator[Callable[[Path], LambdaDev]]:
     """``lambda_dev(folder)``: a not yet started kfaas dev run of a copy of ``folder`` (cleaned up after)."""
     runs: list[LambdaDev] = []
 

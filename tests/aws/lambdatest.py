@@ -44,7 +44,9 @@ def go_sources_hash() -> str:
 
 def build_go(go: str, function: str) -> Path:
     """``go build`` of one function of the Go example, cached by the hash of its sources (and Go's version)."""
-    version = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout.strip()
+    version = subprocess.run(
+        [go, "env", "GOVERSION"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     out = CACHE / f"{go_sources_hash()}-{version}" / function / "bootstrap"
     if out.is_file():
         return out
@@ -113,7 +115,9 @@ class LambdaDev:
         return f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "MONGODB_", "AMQP_", "KFAAS_"))}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "MONGODB_", "AMQP_", "KFAAS_"))
+        }
         env.update(
             MONGODB_URL=self.mongodb_url,
             MONGODB_DATABASE=self.database,
@@ -135,7 +139,8 @@ class LambdaDev:
         await self.wait_until(lambda: self.count("kfaas dev: ready") > 0, timeout, "kfaas dev: ready")
 
     def _read(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
+        assert self.process is not None
+        assert self.process.stdout is not None
         for raw in self.process.stdout:
             with self._lock:
                 self.lines.append(raw.decode(errors="replace").rstrip())
@@ -152,7 +157,9 @@ class LambdaDev:
         deadline = time.monotonic() + timeout
         while not check():
             if self.process is not None and self.process.poll() is not None:
-                pytest.fail(f"kfaas dev exited ({self.process.returncode}) waiting for {what}:\n{self.output()}")
+                pytest.fail(
+                    f"kfaas dev exited ({self.process.returncode}) waiting for {what}:\n{self.output()}"
+                )
             if time.monotonic() > deadline:
                 pytest.fail(f"no {what} within {timeout:g}s; kfaas dev said:\n{self.output()}")
             await asyncio.sleep(0.1)
@@ -164,7 +171,9 @@ class LambdaDev:
             if result:
                 return result
             if time.monotonic() > deadline:
-                pytest.fail(f"{what}: not within {timeout:g}s (last: {result!r}); kfaas dev said:\n{self.output()}")
+                pytest.fail(
+                    f"{what}: not within {timeout:g}s (last: {result!r}); kfaas dev said:\n{self.output()}"
+                )
             await asyncio.sleep(0.2)
 
     def stop(self, timeout: float = 30.0) -> int:
@@ -204,7 +213,9 @@ class LambdaDev:
         from kfaas.broker._names import broker_exchange
         from kfaas.spec import load_app
 
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self.cleanup_url, serverSelectionTimeoutMS=5000)
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            self.cleanup_url, serverSelectionTimeoutMS=5000
+        )
         try:
             await client.drop_database(self.database)
         finally:
@@ -232,6 +243,8 @@ async def publish_plain(amqp_url: str, queue: str, bodies: list[bytes]) -> None:
         await channel.declare_queue(queue, durable=True, arguments={"x-queue-type": "quorum"})
         for i, body in enumerate(bodies):
             await channel.default_exchange.publish(
-                aio_pika.Message(body, message_id=f"m-{i}-{uuid.uuid4().hex[:6]}", content_type="application/json"),
+                aio_pika.Message(
+                    body, message_id=f"m-{i}-{uuid.uuid4().hex[:6]}", content_type="application/json"
+                ),
                 routing_key=queue,
             )

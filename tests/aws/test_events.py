@@ -131,7 +131,9 @@ def _walk(obj: Any, depth: int = 0) -> int:
         read += 1
         if isinstance(value, DictWrapper):
             read += _walk(value, depth + 1)
-        elif isinstance(value, list | tuple) or hasattr(value, "__iter__") and not isinstance(value, str | bytes | dict):
+        elif isinstance(value, list | tuple) or (
+            hasattr(value, "__iter__") and not isinstance(value, str | bytes | dict)
+        ):
             for item in list(value)[:5]:
                 if isinstance(item, DictWrapper):
                     read += _walk(item, depth + 1)
@@ -237,7 +239,9 @@ _SAMPLE_QUIRKS = {"sam-cli/cloudwatch-scheduled-event.json": "SAM CLI's template
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(n, marks=pytest.mark.xfail(reason=_SAMPLE_QUIRKS[n], strict=True)) if n in _SAMPLE_QUIRKS else n
+        pytest.param(n, marks=pytest.mark.xfail(reason=_SAMPLE_QUIRKS[n], strict=True))
+        if n in _SAMPLE_QUIRKS
+        else n
         for n in sorted(KINDS)
     ],
 )
@@ -260,9 +264,11 @@ def test_rest_event_values() -> None:
     assert event["multiValueQueryStringParameters"] == {"a": ["1", "2"], "b": ["x y"]}
     assert event["headers"]["x-multi"] == "2"
     assert event["multiValueHeaders"]["x-multi"] == ["1", "2"]
-    assert event["body"] == '{"total": 25}' and event["isBase64Encoded"] is False
+    assert event["body"] == '{"total": 25}'
+    assert event["isBase64Encoded"] is False
     context = event["requestContext"]
-    assert context["stage"] == "prod" and context["requestId"] == "req-1"
+    assert context["stage"] == "prod"
+    assert context["requestId"] == "req-1"
     assert context["identity"]["sourceIp"] == "203.0.113.7"
     assert context["requestTimeEpoch"] == 1_700_000_000_250
     assert context["requestTime"] == "14/Nov/2023:22:13:20 +0000"
@@ -274,7 +280,8 @@ def test_http_api_event_values() -> None:
     assert event["rawQueryString"] == "a=1&a=2&b=x%20y"
     assert event["queryStringParameters"] == {"a": "1,2", "b": "x y"}
     assert event["headers"]["x-multi"] == "1,2"
-    assert event["cookies"] == ["a=1", "b=2"] and "cookie" not in event["headers"]
+    assert event["cookies"] == ["a=1", "b=2"]
+    assert "cookie" not in event["headers"]
     assert event["requestContext"]["http"]["method"] == "POST"
 
 
@@ -324,10 +331,13 @@ def test_rest_responses() -> None:
         },
         api="rest",
     )
-    assert answer.status == 201 and answer.body == b"created"
-    assert ("Set-Cookie", "a=1") in answer.headers and ("Set-Cookie", "b=2") in answer.headers
+    assert answer.status == 201
+    assert answer.body == b"created"
+    assert ("Set-Cookie", "a=1") in answer.headers
+    assert ("Set-Cookie", "b=2") in answer.headers
     binary = http_response(
-        {"statusCode": 200, "body": base64.b64encode(b"\x00\xff").decode(), "isBase64Encoded": True}, api="rest"
+        {"statusCode": 200, "body": base64.b64encode(b"\x00\xff").decode(), "isBase64Encoded": True},
+        api="rest",
     )
     assert binary.body == b"\x00\xff"
     assert http_response({"statusCode": 204}, api="rest").body == b""

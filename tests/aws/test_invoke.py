@@ -16,7 +16,9 @@ HANDLER = Path(__file__).resolve().parents[1] / "test_functions" / "lambda_py"
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "lambda-events"
 
 
-def invoke(functions: Path, name: str, event: str | Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def invoke(
+    functions: Path, name: str, event: str | Path, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kfaas", "invoke", name, "--functions", str(functions), "--event", str(event)],
         capture_output=True,
@@ -47,17 +49,25 @@ def test_a_python_handler_gets_awss_sample_events(functions: Path) -> None:
         "detail": {"instance_id": "i-1234567890abcdef0", "state": "terminated"},
     }
     sqs = invoke(functions, "lambda-py", _sample("powertools/sqsEvent.json"))
-    assert sqs.returncode == 0 and json.loads(sqs.stdout) == {"batchItemFailures": []}
+    assert sqs.returncode == 0
+    assert json.loads(sqs.stdout) == {"batchItemFailures": []}
     api = invoke(functions, "lambda-py", _sample("powertools/apiGatewayProxyEvent.json"))
     answer = json.loads(api.stdout)
-    assert answer["statusCode"] == 200 and json.loads(answer["body"])["event"]["path"] == "/my/path"
+    assert answer["statusCode"] == 200
+    assert json.loads(answer["body"])["event"]["path"] == "/my/path"
 
 
 def test_a_failure_prints_lambdas_error_object_and_exits_1(functions: Path) -> None:
-    failed = invoke(functions, "lambda-py", "-", stdin='{"detail-type": "x", "id": "1", "detail": {"fail": true, "sku": "s"}}')
+    failed = invoke(
+        functions,
+        "lambda-py",
+        "-",
+        stdin='{"detail-type": "x", "id": "1", "detail": {"fail": true, "sku": "s"}}',
+    )
     assert failed.returncode == 1
     error = json.loads(failed.stdout)
-    assert error["errorType"] == "InventoryError" and error["errorMessage"] == "no stock for s"
+    assert error["errorType"] == "InventoryError"
+    assert error["errorMessage"] == "no stock for s"
     assert "app.py" in error["stackTrace"][0]
 
 
@@ -65,11 +75,14 @@ def test_bad_input_exits_2(functions: Path, tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     assert invoke(functions, "lambda-py", tmp_path / "bad.json").returncode == 2
     missing = invoke(functions, "nope", tmp_path / "bad.json")
-    assert missing.returncode == 2 and "no function named 'nope'" in missing.stderr
+    assert missing.returncode == 2
+    assert "no function named 'nope'" in missing.stderr
     assert "no such event file" in invoke(functions, "lambda-py", tmp_path / "none.json").stderr
 
 
-def test_the_seeds_go_handler_through_the_runtime_api(tmp_path: Path, require_tool: Callable[[str], str]) -> None:
+def test_the_seeds_go_handler_through_the_runtime_api(
+    tmp_path: Path, require_tool: Callable[[str], str]
+) -> None:
     binary = build_go(require_tool("go"), "get-user")
     functions = tmp_path / "functions"
     shutil.copytree(GO_EXAMPLE / "functions" / "get-user", functions / "get-user")

@@ -55,7 +55,6 @@ async def test_get_user_through_the_gateway(
 ) -> None:
     from bson import ObjectId
     from pymongo import AsyncMongoClient
-
     from tcpproxy import TcpProxy
 
     host, port = mongodb_url.split("//", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1].split(":")
@@ -68,7 +67,9 @@ async def test_get_user_through_the_gateway(
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url, serverSelectionTimeoutMS=5000)
     try:
         user_id = ObjectId()
-        await client[run.database].users.insert_one({"_id": user_id, "email": "ada@example.com", "name": "Ada"})
+        await client[run.database].users.insert_one(
+            {"_id": user_id, "email": "ada@example.com", "name": "Ada"}
+        )
         await run.start()
         async with httpx.AsyncClient(base_url=run.base_url, timeout=30) as http:
             found = await http.get(f"/users/{user_id}")
@@ -85,14 +86,19 @@ async def test_get_user_through_the_gateway(
             await proxy.stop()
             broken = await http.get(f"/users/{user_id}")
             assert broken.status_code == 500, broken.text
-            assert "error" in broken.json() and broken.json()["error"]  # the store's error, as the seed says
+            assert "error" in broken.json()
+            assert broken.json()["error"]
     finally:
         await proxy.stop()
         await client.close()
 
 
 async def test_process_order_from_the_orders_queue(
-    lambda_dev: Callable[[Path], LambdaDev], go_binaries: dict[str, Path], mongodb_url: str, amqp_url: str, tmp_path: Path
+    lambda_dev: Callable[[Path], LambdaDev],
+    go_binaries: dict[str, Path],
+    mongodb_url: str,
+    amqp_url: str,
+    tmp_path: Path,
 ) -> None:
     from pymongo import AsyncMongoClient
 
@@ -128,7 +134,8 @@ async def test_process_order_from_the_orders_queue(
 
         seen = await run.eventually(all_events, 60, "an OrderProcessed event per order at the Python handler")
         first = seen[0]["event"]
-        assert first["detail-type"] == "OrderProcessed" and first["source"] == "orders"
+        assert first["detail-type"] == "OrderProcessed"
+        assert first["source"] == "orders"
         # several records went to one invocation: the log of the pool shows fewer invocations than orders
         assert run.count('"path": "/"', "process-order") >= 1
     finally:

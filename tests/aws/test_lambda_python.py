@@ -43,10 +43,14 @@ def _app(tmp: Path, *names: str) -> Path:
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    )
 
 
-async def test_python_handler_through_kfaas_dev(lambda_dev: Callable[[Path], LambdaDev], tmp_path: Path, amqp_url: str) -> None:
+async def test_python_handler_through_kfaas_dev(
+    lambda_dev: Callable[[Path], LambdaDev], tmp_path: Path, amqp_url: str
+) -> None:
     run = lambda_dev(_app(tmp_path, "lambda-py"))
     queues = run.rename_queues()
     record = tmp_path / "record.jsonl"
@@ -61,7 +65,8 @@ async def test_python_handler_through_kfaas_dev(lambda_dev: Callable[[Path], Lam
         assert rest.headers["x-handler"] == "python"
         seen = rest.json()
         event = seen["event"]
-        assert event["resource"] == "/items/{id}" and event["path"] == "/items/7"
+        assert event["resource"] == "/items/{id}"
+        assert event["path"] == "/items/7"
         assert event["pathParameters"] == {"id": "7"}
         assert event["multiValueQueryStringParameters"] == {"tag": ["a", "b"]}
         assert json.loads(event["body"]) == {"n": 1}
@@ -70,7 +75,8 @@ async def test_python_handler_through_kfaas_dev(lambda_dev: Callable[[Path], Lam
         assert 0 < seen["context"]["remaining_ms"] <= 5000
 
         v2 = await http.get("/v2/items/9")
-        assert v2.status_code == 200 and v2.json()["event"]["version"] == "2.0"
+        assert v2.status_code == 200
+        assert v2.json()["event"]["version"] == "2.0"
         assert v2.json()["event"]["routeKey"] == "GET /v2/items/{id}"
         assert "c=1" in v2.headers.get_list("set-cookie")
 
@@ -78,9 +84,11 @@ async def test_python_handler_through_kfaas_dev(lambda_dev: Callable[[Path], Lam
         assert greedy.status_code == 404  # the gateway routes only whole segments: {path+} is not routed
 
         binary = await http.get("/items/binary")
-        assert binary.content == b"\x89PNG\x00\x01" and binary.headers["content-type"] == "image/png"
+        assert binary.content == b"\x89PNG\x00\x01"
+        assert binary.headers["content-type"] == "image/png"
         bare_rest = await http.get("/items/bare")  # REST: a bare string is a malformed proxy response
-        assert bare_rest.status_code == 502 and bare_rest.json()["message"] == "Internal server error"
+        assert bare_rest.status_code == 502
+        assert bare_rest.json()["message"] == "Internal server error"
         bare_http = await http.get("/v2/items/bare")  # HTTP API: a 200 with the string as body
         assert (bare_http.status_code, bare_http.text) == (200, "just a string")
         failed = await http.get("/items/boom")
@@ -110,7 +118,12 @@ async def test_python_handler_through_kfaas_dev(lambda_dev: Callable[[Path], Lam
     async with httpx.AsyncClient(timeout=10) as http:
         answer = await http.post(
             f"http://127.0.0.1:{run.broker_port}/default",
-            headers={"ce-specversion": "1.0", "ce-id": "o-1", "ce-source": "/shop", "ce-type": "com.example.order.placed"},
+            headers={
+                "ce-specversion": "1.0",
+                "ce-id": "o-1",
+                "ce-source": "/shop",
+                "ce-type": "com.example.order.placed",
+            },
             json={"sku": "lamp", "fail": True},
         )
         assert answer.status_code == 202
@@ -140,7 +153,11 @@ class Serve:
     def __init__(self, folder: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.folder = folder
-        environ = {k: v for k, v in os.environ.items() if not k.startswith(("KFAAS_", "FUNCTION_", "MONGODB_", "AMQP_"))}
+        environ = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("KFAAS_", "FUNCTION_", "MONGODB_", "AMQP_"))
+        }
         environ.update(
             HOST="127.0.0.1",
             PORT=str(self.port),
@@ -188,7 +205,9 @@ class Serve:
         return self.process.returncode
 
 
-def _runtime_client_copy(tmp: Path, name: str = "ric", handler_source: Path = HANDLER, **lambda_settings: Any) -> Path:
+def _runtime_client_copy(
+    tmp: Path, name: str = "ric", handler_source: Path = HANDLER, **lambda_settings: Any
+) -> Path:
     """The handler's folder as a custom runtime: a bootstrap that runs awslambdaric, as a container image
     built from AWS's python base image does."""
     folder = tmp / name
@@ -222,12 +241,27 @@ async def serve() -> AsyncIterator[Callable[..., Serve]]:
             assert code == 0, f"kfaas serve exited {code} on SIGTERM:\n{server.output()}"
 
 
-_VOLATILE = {"requestId", "extendedRequestId", "requestTime", "requestTimeEpoch", "time", "timeEpoch", "request_id", "remaining_ms", "apiId", "x-amzn-trace-id"}
+_VOLATILE = {
+    "requestId",
+    "extendedRequestId",
+    "requestTime",
+    "requestTimeEpoch",
+    "time",
+    "timeEpoch",
+    "request_id",
+    "remaining_ms",
+    "apiId",
+    "x-amzn-trace-id",
+}
 
 
 def _stable(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _stable(v) for k, v in value.items() if k not in _VOLATILE and k not in ("host", "domainName", "domainPrefix")}
+        return {
+            k: _stable(v)
+            for k, v in value.items()
+            if k not in _VOLATILE and k not in ("host", "domainName", "domainPrefix")
+        }
     if isinstance(value, list):
         return [_stable(v) for v in value]
     return value
@@ -245,7 +279,9 @@ async def _exchange(url: str) -> list[Any]:
             ("GET", "/v2/items/bare", None),
             ("GET", "/items/boom", None),
         ):
-            answer = await http.request(method, path, json=body, headers={"host": "api.local", "user-agent": "t"})
+            answer = await http.request(
+                method, path, json=body, headers={"host": "api.local", "user-agent": "t"}
+            )
             try:
                 content: Any = _stable(json.loads(answer.content))
                 if isinstance(content, dict) and isinstance(content.get("event"), dict):
@@ -255,20 +291,33 @@ async def _exchange(url: str) -> list[Any]:
             results.append((answer.status_code, answer.headers.get("content-type"), content))
         event = await http.post(
             "/",
-            headers={"ce-specversion": "1.0", "ce-id": "e-1", "ce-source": "/shop", "ce-type": "com.example.order.placed", "ce-time": "2026-04-10T09:00:00Z"},
+            headers={
+                "ce-specversion": "1.0",
+                "ce-id": "e-1",
+                "ce-source": "/shop",
+                "ce-type": "com.example.order.placed",
+                "ce-time": "2026-04-10T09:00:00Z",
+            },
             json={"sku": "book"},
         )
         results.append((event.status_code, event.headers.get("ce-type"), json.loads(event.content)))
         failed = await http.post(
             "/",
-            headers={"ce-specversion": "1.0", "ce-id": "e-2", "ce-source": "/shop", "ce-type": "com.example.order.placed"},
+            headers={
+                "ce-specversion": "1.0",
+                "ce-id": "e-2",
+                "ce-source": "/shop",
+                "ce-type": "com.example.order.placed",
+            },
             json={"sku": "lamp", "fail": True},
         )
         results.append((failed.status_code, failed.json()["error"]))
     return results
 
 
-async def test_awslambdaric_behind_the_runtime_api_answers_as_in_process(serve: Callable[..., Serve], tmp_path: Path) -> None:
+async def test_awslambdaric_behind_the_runtime_api_answers_as_in_process(
+    serve: Callable[..., Serve], tmp_path: Path
+) -> None:
     in_process = tmp_path / "inproc"
     shutil.copytree(HANDLER, in_process)
     ric = _runtime_client_copy(tmp_path)
@@ -276,7 +325,8 @@ async def test_awslambdaric_behind_the_runtime_api_answers_as_in_process(serve: 
     await a.ready()
     await b.ready()
     ours, theirs = await _exchange(a.url), await _exchange(b.url)
-    assert ours[0][0] == 200 and ours[-1][1] == "the function failed (InventoryError); see its log"
+    assert ours[0][0] == 200
+    assert ours[-1][1] == "the function failed (InventoryError); see its log"
     assert ours == theirs
     assert '"errorType": "InventoryError"' in b.output()  # the error object, logged by kfaas for both
 
@@ -288,12 +338,12 @@ def _bootstrap_handler(tmp: Path, code: str, **settings: Any) -> Path:
     (source / "app.py").write_text(code)
     (source / "function.yaml").write_text(
         "kind: lambda\nhandler: app.handler\nruntime: provided.al2023\ntimeout: 2\n"
-        "routes:\n  - {path: \"/run/{what}\", methods: [GET]}\n"
+        'routes:\n  - {path: "/run/{what}", methods: [GET]}\n'
     )
     return _runtime_client_copy(tmp, "fn", source, **settings)
 
 
-POOL_HANDLER = '''
+POOL_HANDLER = """
 import os, time
 
 def handler(event, context):
@@ -303,10 +353,12 @@ def handler(event, context):
     if what == "sleep":
         time.sleep(float(event["queryStringParameters"]["s"]))
     return {"statusCode": 200, "body": str(os.getpid())}
-'''
+"""
 
 
-async def test_a_dead_runtime_process_fails_its_invocation_and_is_started_again(serve: Callable[..., Serve], tmp_path: Path) -> None:
+async def test_a_dead_runtime_process_fails_its_invocation_and_is_started_again(
+    serve: Callable[..., Serve], tmp_path: Path
+) -> None:
     server = serve(_bootstrap_handler(tmp_path, POOL_HANDLER))
     await server.ready()
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
@@ -316,7 +368,8 @@ async def test_a_dead_runtime_process_fails_its_invocation_and_is_started_again(
         assert died.status_code == 502
         assert died.json()["error"] == "the function failed (Runtime.ExitError); see its log"
         after = await http.get("/run/pid")
-        assert after.status_code == 200 and after.text != first.text  # a new process answers
+        assert after.status_code == 200
+        assert after.text != first.text
     assert "Runtime exited with error: exit status 3" in server.output()
 
 
@@ -327,13 +380,16 @@ async def test_the_deadline_is_enforced(serve: Callable[..., Serve], tmp_path: P
         started = time.monotonic()
         late = await http.get("/run/sleep?s=10")
         took = time.monotonic() - started
-        assert late.status_code == 502 and "Sandbox.Timedout" in late.json()["error"]
+        assert late.status_code == 502
+        assert "Sandbox.Timedout" in late.json()["error"]
         assert 1.8 < took < 5, took  # the function's timeout is 2 s
         assert (await http.get("/run/pid")).status_code == 200  # the killed process was replaced
     assert "Task timed out after 2.00 seconds" in server.output()
 
 
-async def test_a_pool_of_two_takes_two_invocations_at_once(serve: Callable[..., Serve], tmp_path: Path) -> None:
+async def test_a_pool_of_two_takes_two_invocations_at_once(
+    serve: Callable[..., Serve], tmp_path: Path
+) -> None:
     server = serve(_bootstrap_handler(tmp_path, POOL_HANDLER, concurrency=2))
     await server.ready()
     async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:

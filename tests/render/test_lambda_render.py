@@ -50,7 +50,9 @@ def tree(functions: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _ksvc(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
-    services = {n: d for n, d in by_kind(docs, "Service").items() if d["apiVersion"].startswith("serving.knative")}
+    services = {
+        n: d for n, d in by_kind(docs, "Service").items() if d["apiVersion"].startswith("serving.knative")
+    }
     return services[name]
 
 
@@ -62,9 +64,12 @@ def test_every_object_validates_and_every_pod_is_restricted(tree: Path, overlay:
     for pod in netpol.pods(docs):
         for c in pod.spec["containers"]:
             sc = c["securityContext"]
-            assert sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True, pod.name
-            assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"], pod.name
-            assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and "memory" in c["resources"]["limits"]
+            assert sc["runAsNonRoot"] is True, pod.name
+            assert sc["readOnlyRootFilesystem"] is True, pod.name
+            assert sc["allowPrivilegeEscalation"] is False, pod.name
+            assert sc["capabilities"]["drop"] == ["ALL"], pod.name
+            assert {"cpu", "memory"} <= set(c["resources"]["requests"])
+            assert "memory" in c["resources"]["limits"]
         netpol.check_uid_and_probes(pod, netpol.IMAGE_USERS.get(pod.name))
     # Knative's multi-container rule: exactly one container of a Service takes traffic (has a port)
     for name, ksvc in by_kind(docs, "Service").items():
@@ -77,13 +82,18 @@ def test_every_object_validates_and_every_pod_is_restricted(tree: Path, overlay:
 def test_a_lambda_image_runs_unchanged_beside_kfaas(tree: Path) -> None:
     spec = _ksvc(build(tree, "kind"), "lambda-image")["spec"]["template"]["spec"]
     kfaas, function = spec["containers"]
-    assert kfaas["name"] == "kfaas" and kfaas["image"] == "kfaas/platform:0.1.0" and kfaas["args"] == ["serve"]
+    assert kfaas["name"] == "kfaas"
+    assert kfaas["image"] == "kfaas/platform:0.1.0"
+    assert kfaas["args"] == ["serve"]
     assert kfaas["ports"] == [{"name": "http1", "containerPort": 8080}]
     kfaas_env = {e["name"]: e.get("value") for e in kfaas["env"]}
     assert kfaas_env["FUNCTION_SIGNATURE_TYPE"] == "lambda"
-    assert kfaas_env["KFAAS_DESCRIPTION"] == "/app/functions/lambda-image/function.yaml"  # in the platform image
+    assert (
+        kfaas_env["KFAAS_DESCRIPTION"] == "/app/functions/lambda-image/function.yaml"
+    )  # in the platform image
     assert "MONGODB_URL" not in kfaas_env  # the handler's credentials are the image's, not kfaas's
-    assert function["image"] == IMAGE and "ports" not in function
+    assert function["image"] == IMAGE
+    assert "ports" not in function
     assert function["args"] == ["app.handler"]  # SAM's ImageConfig.Command
     env = {e["name"]: e for e in function["env"]}
     assert env["AWS_LAMBDA_RUNTIME_API"]["value"] == "127.0.0.1:9001"
@@ -112,17 +122,23 @@ def test_compose(functions: Path) -> None:
     compose = yaml.safe_load(render_compose(load_app(functions))["docker-compose.yml"])
     if not COMPOSE_SCHEMA.is_file():
         missing(str(COMPOSE_SCHEMA))
-    errors = [e.message for e in jsonschema.Draft7Validator(json.loads(COMPOSE_SCHEMA.read_text())).iter_errors(compose)]
+    errors = [
+        e.message
+        for e in jsonschema.Draft7Validator(json.loads(COMPOSE_SCHEMA.read_text())).iter_errors(compose)
+    ]
     assert not errors
     services = compose["services"]
     kfaas, runtime = services["lambda-image"], services["lambda-image-runtime"]
-    assert kfaas["image"] == "kfaas/platform:0.1.0" and kfaas["command"] == ["serve"]
+    assert kfaas["image"] == "kfaas/platform:0.1.0"
+    assert kfaas["command"] == ["serve"]
     assert kfaas["environment"]["KFAAS_DESCRIPTION"] == "/app/functions/lambda-image/function.yaml"
     assert "healthcheck" in kfaas
-    assert runtime["image"] == IMAGE and runtime["network_mode"] == "service:lambda-image"
+    assert runtime["image"] == IMAGE
+    assert runtime["network_mode"] == "service:lambda-image"
     assert runtime["environment"]["AWS_LAMBDA_RUNTIME_API"] == "127.0.0.1:9001"
     assert runtime["environment"]["AWS_LAMBDA_FUNCTION_VERSION"] == "$$LATEST"  # compose reads $$ as $
-    assert runtime["read_only"] is True and runtime["user"] == "10001:10001"
+    assert runtime["read_only"] is True
+    assert runtime["user"] == "10001:10001"
     assert services["gateway"]["depends_on"]["lambda-image"] == {"condition": "service_healthy"}
     assert services["lambda-orders"]["environment"]["FUNCTION_SIGNATURE_TYPE"] == "lambda"
 
@@ -141,7 +157,9 @@ def test_chart_values_and_templates(functions: Path, tmp_path: Path, require_too
     file = tmp_path / "values.yaml"
     file.write_text(yaml.safe_dump(values))
     chart = ROOT / "charts" / "kfaas"
-    lint = subprocess.run([helm, "lint", "--strict", str(chart), "-f", str(file)], capture_output=True, text=True, check=False)
+    lint = subprocess.run(
+        [helm, "lint", "--strict", str(chart), "-f", str(file)], capture_output=True, text=True, check=False
+    )
     assert lint.returncode == 0, lint.stdout + lint.stderr
     out = subprocess.run(
         [helm, "template", "rel", str(chart), "--namespace", "kfaas-test", "-f", str(file)],
@@ -158,11 +176,16 @@ def test_chart_values_and_templates(functions: Path, tmp_path: Path, require_too
             validate(obj)
         else:
             kubernetes_validate.validate(obj, version, strict=True)
-    image = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "lambda-image" and "serving" in d["apiVersion"])
+    image = next(
+        d
+        for d in docs
+        if d["kind"] == "Service" and d["metadata"]["name"] == "lambda-image" and "serving" in d["apiVersion"]
+    )
     spec = image["spec"]["template"]["spec"]
     assert [c["name"] for c in spec["containers"]] == ["kfaas", "function"]
     assert [bool(c.get("ports")) for c in spec["containers"]] == [True, False]
-    assert spec["containers"][1]["image"] == IMAGE and spec["containerConcurrency"] == 1
+    assert spec["containers"][1]["image"] == IMAGE
+    assert spec["containerConcurrency"] == 1
     env = {e["name"]: e for e in spec["containers"][1]["env"]}
     assert env["AWS_LAMBDA_RUNTIME_API"]["value"] == "127.0.0.1:9001"
     assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"]["value"] == "512"
@@ -171,4 +194,5 @@ def test_chart_values_and_templates(functions: Path, tmp_path: Path, require_too
     assert config["data"]["KFAAS_DESCRIPTION"] == "/app/functions/lambda-image/function.yaml"
     for c in spec["containers"]:
         sc = c["securityContext"]
-        assert sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True
+        assert sc["runAsNonRoot"] is True
+        assert sc["readOnlyRootFilesystem"] is True

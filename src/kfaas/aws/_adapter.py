@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -70,7 +71,9 @@ class LambdaFunction:
     async def stop(self) -> None:
         await self.invoker.stop()
 
-    def invocation(self, request_id: str, client_context: dict[str, Any] | None = None, trace: str | None = None) -> Invocation:
+    def invocation(
+        self, request_id: str, client_context: dict[str, Any] | None = None, trace: str | None = None
+    ) -> Invocation:
         deadline = int((time.time() + self.config.timeout) * 1000)
         return Invocation(request_id, deadline, _xray(trace), client_context)
 
@@ -99,7 +102,12 @@ class LambdaFunction:
         if kind == QUEUE_TYPE and "/rabbitmqsources/" in source:
             name = self._queue_sources.get(source.rsplit("/", 1)[-1])
             if name is None:
-                log.debug("event %s is from another function's queue (%s): not for %s", attributes["id"], source, self.config.name)
+                log.debug(
+                    "event %s is from another function's queue (%s): not for %s",
+                    attributes["id"],
+                    source,
+                    self.config.name,
+                )
                 return None
             queue = self.config.queues[name]
             record = sqs_record(attributes, data, queue=queue.queue, account=self.config.account)
@@ -110,7 +118,9 @@ class LambdaFunction:
             if name is None:
                 log.debug("event %s is another function's schedule (%s)", attributes["id"], source)
                 return None
-            lambda_event = scheduled_event(attributes, rule=f"{self.config.name}-{name}", account=self.config.account)
+            lambda_event = scheduled_event(
+                attributes, rule=f"{self.config.name}-{name}", account=self.config.account
+            )
         else:
             lambda_event = eventbridge_event(attributes, data, account=self.config.account)
         result = await self.invoke(lambda_event, invocation)
@@ -140,16 +150,25 @@ class LambdaFunction:
                 break
         method = scope["method"]
         path = scope["path"]
-        routes = [r for r in self.config.routes if method in r.methods or (method == "HEAD" and "GET" in r.methods)]
+        routes = [
+            r for r in self.config.routes if method in r.methods or (method == "HEAD" and "GET" in r.methods)
+        ]
         match = match_route([r.template for r in routes], path)
         if match is None:
             known = match_route([r.template for r in self.config.routes], path)
             status = 405 if known else 404
-            await _answer(send, status, [("content-type", "application/json")], json.dumps({"error": f"no route for {method} {path}"}).encode())
+            await _answer(
+                send,
+                status,
+                [("content-type", "application/json")],
+                json.dumps({"error": f"no route for {method} {path}"}).encode(),
+            )
             return
         route = next(r for r in routes if r.template == match.template)
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-        request_id = next((v for k, v in headers if k in ("x-request-id", "x-amzn-requestid")), None) or str(uuid.uuid4())
+        request_id = next((v for k, v in headers if k in ("x-request-id", "x-amzn-requestid")), None) or str(
+            uuid.uuid4()
+        )
         client = scope.get("client")
         forwarded = next((v for k, v in headers if k == "x-forwarded-for"), None)
         request = ApiRequest(
@@ -158,10 +177,19 @@ class LambdaFunction:
             query=scope.get("query_string", b"").decode("latin-1"),
             headers=headers,
             body=body,
-            source_ip=(forwarded.split(",")[0].strip() if forwarded else (client[0] if client else "127.0.0.1")),
+            source_ip=(
+                forwarded.split(",")[0].strip() if forwarded else (client[0] if client else "127.0.0.1")
+            ),
             request_id=request_id,
         )
-        event = api_event(request, match, api=route.api, stage=self.config.stage, account=self.config.account, api_id=self._api_id)
+        event = api_event(
+            request,
+            match,
+            api=route.api,
+            stage=self.config.stage,
+            account=self.config.account,
+            api_id=self._api_id,
+        )
         trace = next((v for k, v in headers if k == "traceparent"), None)
         try:
             result = await self.invoke(event, self.invocation(request_id, None, trace))
@@ -173,13 +201,24 @@ class LambdaFunction:
             log.error("function %s: malformed Lambda proxy response: %s", self.config.name, exc)
             await _bad_gateway(send, f"malformed Lambda proxy response: {exc}")
             return
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1", errors="replace")) for k, v in answer.headers]
+        raw = [
+            (k.lower().encode("latin-1"), v.encode("latin-1", errors="replace")) for k, v in answer.headers
+        ]
         await _answer(send, answer.status, raw, b"" if method == "HEAD" else answer.body)
 
 
 async def _answer(send: Send, status: int, headers: list[Any], body: bytes) -> None:
-    encoded = [(k.encode("latin-1") if isinstance(k, str) else k, v.encode("latin-1") if isinstance(v, str) else v) for k, v in headers]
-    await send({"type": "http.response.start", "status": status, "headers": [*encoded, (b"content-length", str(len(body)).encode())]})
+    encoded = [
+        (k.encode("latin-1") if isinstance(k, str) else k, v.encode("latin-1") if isinstance(v, str) else v)
+        for k, v in headers
+    ]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*encoded, (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -247,10 +286,8 @@ class _Batcher:
         while self.pending:
             if self.queue.batch_window > 0 and len(self.pending) < self.queue.batch_size:
                 self._full.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self.queue.batch_window)
-                except TimeoutError:
-                    pass
             await self.slots.acquire()
             batch, self.pending = self.pending[: self.queue.batch_size], self.pending[self.queue.batch_size :]
             task = asyncio.create_task(self._run(batch))
@@ -261,7 +298,12 @@ class _Batcher:
         try:
             # one invocation for the batch: the first record's request id, the earliest deadline
             first = batch[0][1]
-            invocation = Invocation(first.request_id, min(i.deadline_ms for _, i, _ in batch), first.trace_id, first.client_context)
+            invocation = Invocation(
+                first.request_id,
+                min(i.deadline_ms for _, i, _ in batch),
+                first.trace_id,
+                first.client_context,
+            )
             try:
                 result = await self.function.invoke(sqs_event([r for r, _, _ in batch]), invocation)
             except HandlerError as exc:
@@ -275,7 +317,9 @@ class _Batcher:
                     continue
                 if failed is None:  # an invalid partial batch response fails the whole batch, as on AWS
                     done.set_exception(
-                        handler_error("BatchItemFailure", "the partial batch response names no record of this batch")
+                        handler_error(
+                            "BatchItemFailure", "the partial batch response names no record of this batch"
+                        )
                     )
                 elif record["messageId"] in failed:
                     done.set_exception(
@@ -288,7 +332,11 @@ class _Batcher:
 
     def _failures(self, result: Any, ids: set[str]) -> set[str] | None:
         """The records a partial batch response names (empty: all succeeded); None when it is invalid."""
-        if not self.queue.report_failures or not isinstance(result, dict) or "batchItemFailures" not in result:
+        if (
+            not self.queue.report_failures
+            or not isinstance(result, dict)
+            or "batchItemFailures" not in result
+        ):
             return set()
         items = result["batchItemFailures"]
         if items is None:

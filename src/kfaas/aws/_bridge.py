@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -79,7 +80,9 @@ class BridgeInvoker:
     """The pool: ``invoke`` waits for a runtime process that is polling, hands it the event, waits for its
     answer within the deadline."""
 
-    def __init__(self, config: LambdaConfig, *, external: bool = False, environ: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: LambdaConfig, *, external: bool = False, environ: dict[str, str] | None = None
+    ) -> None:
         self.config = config
         self.external = external
         self.size = 1 if external else config.concurrency
@@ -109,7 +112,7 @@ class BridgeInvoker:
         for slot in self.slots:
             port = self.config.runtime_api_port if self.external else 0
             slot.server = await asyncio.start_server(
-                lambda r, w, s=slot: self._connection(s, r, w), "127.0.0.1", port, reuse_address=True
+                functools.partial(self._connection, slot), "127.0.0.1", port, reuse_address=True
             )
             slot.port = slot.server.sockets[0].getsockname()[1]
             if self.external:
@@ -302,7 +305,9 @@ class BridgeInvoker:
         return headers
 
     # -- the Runtime API ------------------------------------------------------------------------------
-    async def _connection(self, slot: _Slot, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _connection(
+        self, slot: _Slot, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -330,7 +335,7 @@ class BridgeInvoker:
                 self._tasks.discard(task)
             writer.close()
 
-    async def _route(
+    async def _route(  # noqa: PLR0911 - one answer per Runtime API path
         self, slot: _Slot, method: str, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         if not path.startswith(PREFIX):
@@ -351,7 +356,12 @@ class BridgeInvoker:
             )
             return 202, [], b'{"status":"OK"}'
         parts = rest.split("/")
-        if len(parts) == 4 and parts[1] == "invocation" and parts[3] in ("response", "error") and method == "POST":
+        if (
+            len(parts) == 4
+            and parts[1] == "invocation"
+            and parts[3] in ("response", "error")
+            and method == "POST"
+        ):
             current = slot.current
             if current is None or current.request_id != parts[2]:
                 return 400, [], _error("InvalidRequestID", f"no invocation {parts[2]} is in progress here")
@@ -361,7 +371,11 @@ class BridgeInvoker:
                     current.done.set_result((True, body, None))
                 else:
                     current.done.set_result(
-                        (False, json.dumps(_json_error(body, headers)).encode(), headers.get("lambda-runtime-function-error-type"))
+                        (
+                            False,
+                            json.dumps(_json_error(body, headers)).encode(),
+                            headers.get("lambda-runtime-function-error-type"),
+                        )
                     )
             return 202, [], b'{"status":"OK"}'
         return 404, [], _error("NotFound", f"no such Runtime API path: {path}")
@@ -371,7 +385,9 @@ class BridgeInvoker:
             # a new poll while one is held: the client gave up on it (Lambda's clients never do)
             current, slot.current = slot.current, None
             if not current.done.done():
-                current.done.set_result((False, _error("Runtime.InvalidState", "the runtime polled again"), None))
+                current.done.set_result(
+                    (False, _error("Runtime.InvalidState", "the runtime polled again"), None)
+                )
         waiter: asyncio.Future[_Pending] = asyncio.get_running_loop().create_future()
         slot.waiter = waiter
         self._idle.put_nowait((slot, slot.generation))
@@ -459,13 +475,19 @@ _REASONS = {200: b"OK", 202: b"Accepted", 400: b"Bad Request", 404: b"Not Found"
 
 
 def _write(
-    writer: asyncio.StreamWriter, status: int, headers: list[tuple[str, str]], body: bytes, close: bool = False
+    writer: asyncio.StreamWriter,
+    status: int,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    close: bool = False,
 ) -> None:
     out = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"OK"))]
     if not any(k.lower() == "content-type" for k, _ in headers):
         out.append(b"Content-Type: application/json\r\n")
     for name, value in headers:
-        out.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.replace("\r", " ").replace("\n", " ").encode()))
+        out.append(
+            b"%s: %s\r\n" % (name.encode("latin-1"), value.replace("\r", " ").replace("\n", " ").encode())
+        )
     out.append(b"Content-Length: %d\r\n" % len(body))
     if close:
         out.append(b"Connection: close\r\n")

@@ -79,7 +79,9 @@ def _seconds(text: str) -> float:
     """An ISO 8601 duration as Knative writes them (PT0.5S, PT1M)."""
     import re
 
-    m = re.fullmatch(r"P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?", text)
+    m = re.fullmatch(
+        r"P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?", text
+    )
     if not m or text in ("P", "PT"):
         raise ConfigError(f"{text!r} is not an ISO 8601 duration such as PT0.5S")
     d, h, mi, s = (float(x) if x else 0.0 for x in m.groups())
@@ -162,7 +164,9 @@ def config_from(raw: Mapping[str, Any], folder: Path, env: Mapping[str, str]) ->
         memory_mb=_memory_mb(str(raw.get("memory", "256Mi"))),
         concurrency=int(env.get("KFAAS_LAMBDA_CONCURRENCY") or settings.get("concurrency", 1)),
         stage=str(settings.get("stage", "$default")),
-        account=Account(str(settings.get("region", "us-east-1")), str(settings.get("account", "000000000000"))),
+        account=Account(
+            str(settings.get("region", "us-east-1")), str(settings.get("account", "000000000000"))
+        ),
         routes=routes,
         queues=queues,
         pings=frozenset(pings),

@@ -32,7 +32,11 @@ class HandlerError(Exception):
         return type(self).__name__
 
     def payload(self) -> dict[str, Any]:
-        return {"errorMessage": self.error_message, "errorType": self.error_type, "stackTrace": self.stack_trace}
+        return {
+            "errorMessage": self.error_message,
+            "errorType": self.error_type,
+            "stackTrace": self.stack_trace,
+        }
 
 
 @lru_cache(maxsize=256)

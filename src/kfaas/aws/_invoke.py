@@ -60,7 +60,9 @@ class PythonInvoker:
     def load(self) -> None:
         module_name, _, func_name = self.config.handler.rpartition(".")
         if not module_name or not func_name:
-            raise ConfigError(f"handler {self.config.handler!r} is not module.function (e.g. app.lambda_handler)")
+            raise ConfigError(
+                f"handler {self.config.handler!r} is not module.function (e.g. app.lambda_handler)"
+            )
         root = self.config.folder.resolve()
         file = root / Path(*module_name.split(".")).with_suffix(".py")
         if not file.is_file():
@@ -121,8 +123,8 @@ class PythonInvoker:
             frames = traceback.extract_tb(exc.__traceback__)
             root = str(self.config.folder.resolve())
             first = next((i for i, f in enumerate(frames) if f.filename.startswith(root)), 0)
-            frames = frames[first:]  # from the handler's own frame on, as awslambdaric reports it
-            raise handler_error(type(exc).__name__, str(exc), traceback.format_list(frames)) from exc
+            own = frames[first:]  # from the handler's own frame on, as awslambdaric reports it
+            raise handler_error(type(exc).__name__, str(exc), traceback.format_list(own)) from exc
         if asyncio.iscoroutine(result):  # a sync wrapper around a coroutine function
             result = await result
         return marshal(result)

@@ -90,7 +90,7 @@ def match_route(templates: Sequence[str], path: str) -> RouteMatch | None:
     return best[1] if best else None
 
 
-def _match(template: str, parts: list[str]) -> tuple[int, dict[str, str]] | None:
+def _match(template: str, parts: list[str]) -> tuple[int, dict[str, str]] | None:  # noqa: PLR0911 - one exit per way a segment misses
     segments = template.strip("/").split("/") if template.strip("/") else []
     params: dict[str, str] = {}
     literal = 0
@@ -181,7 +181,17 @@ def api_event(
     domain_prefix = host.split(".")[0].split(":")[0]
     if api == "http":
         return _http_api_event(
-            request, route, body, encoded, host, agent, epoch_ms, path_parameters, stage, account, api_id
+            request,
+            route=route,
+            body=body,
+            encoded=encoded,
+            host=host,
+            agent=agent,
+            epoch_ms=epoch_ms,
+            path_parameters=path_parameters,
+            stage=stage,
+            account=account,
+            api_id=api_id,
         )
     single, multi = _headers(request)
     query, multi_query = _query(request)
@@ -236,6 +246,7 @@ def api_event(
 
 def _http_api_event(
     request: ApiRequest,
+    *,
     route: RouteMatch,
     body: str | None,
     encoded: bool,
@@ -273,7 +284,7 @@ def _http_api_event(
         "accountId": account.account,
         "apiId": api_id,
         "domainName": host,
-        "domainPrefix": host.split(".")[0].split(":")[0],
+        "domainPrefix": host.split(".", maxsplit=1)[0].split(":", maxsplit=1)[0],
         "http": {
             "method": request.method,
             "path": request.path,
@@ -333,6 +344,14 @@ def http_response(result: Any, *, api: str) -> HttpAnswer:
         status = int(status)
     if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
         raise MalformedResponse(f"statusCode {status!r} is not an HTTP status")
+    headers = _response_headers(result)
+    raw = _response_body(result, api)
+    if not any(k.lower() == "content-type" for k, _ in headers):
+        headers.append(("content-type", "application/json"))
+    return HttpAnswer(status, headers, raw)
+
+
+def _response_headers(result: dict[str, Any]) -> list[tuple[str, str]]:
     headers: list[tuple[str, str]] = []
     single = result.get("headers") or {}
     multi = result.get("multiValueHeaders") or {}
@@ -349,24 +368,27 @@ def http_response(result: Any, *, api: str) -> HttpAnswer:
             headers.append((str(name), _header_value(single[name])))
     for cookie in result.get("cookies") or []:
         headers.append(("set-cookie", str(cookie)))
+    return headers
+
+
+def _response_body(result: dict[str, Any], api: str) -> bytes:
     body = result.get("body")
     if body is None:
-        raw = b""
-    elif isinstance(body, str):
+        return b""
+    if isinstance(body, str):
         if result.get("isBase64Encoded"):
             try:
-                raw = base64.b64decode(body, validate=True)
+                return base64.b64decode(body, validate=True)
             except ValueError as exc:
-                raise MalformedResponse(f"isBase64Encoded is true but the body is not base64: {exc}") from None
+                raise MalformedResponse(
+                    f"isBase64Encoded is true but the body is not base64: {exc}"
+                ) from None
         else:
-            raw = body.encode()
+            return body.encode()
     elif api == "http":
-        raw = _json_body(body)
+        return _json_body(body)
     else:
         raise MalformedResponse(f"body must be a string, got {type(body).__name__}")
-    if not any(k.lower() == "content-type" for k, _ in headers):
-        headers.append(("content-type", "application/json"))
-    return HttpAnswer(status, headers, raw)
 
 
 def _header_value(value: Any) -> str:

@@ -31,7 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("function", help="the function's name (its folder under --functions)")
     parser.add_argument("--event", required=True, help="the event file (JSON), or - for standard input")
     options.functions_folder(parser)
-    parser.add_argument("--timeout", type=float, help="seconds the invocation may take (default: the description's)")
+    parser.add_argument(
+        "--timeout", type=float, help="seconds the invocation may take (default: the description's)"
+    )
 
 
 def _read_event(name: str) -> Any:
@@ -125,7 +127,9 @@ async def _cloudevent(spec: Any, event: Any) -> int:
     try:
         args = (events[0], ctx) if target.wants_context else (events[0],)
         try:
-            reply = await target.func(*args) if target.is_async else await asyncio.to_thread(target.func, *args)
+            reply = (
+                await target.func(*args) if target.is_async else await asyncio.to_thread(target.func, *args)
+            )
         except Exception as exc:
             sys.stdout.write(json.dumps({"error": type(exc).__name__, "message": str(exc)}, indent=2) + "\n")
             return 1

@@ -44,7 +44,9 @@ def function_values(spec: FunctionSpec) -> dict[str, Any]:
     else:
         lambda_image = values.pop("image")
         if lambda_image:
-            values["lambdaImage"] = lambda_image  # run unchanged beside kfaas's container (the platform image)
+            values["lambdaImage"] = (
+                lambda_image  # run unchanged beside kfaas's container (the platform image)
+            )
             repository = f"{IMAGE_REPOSITORY}/{PLATFORM_IMAGE}"
         if spec.container_concurrency is not None:
             values["containerConcurrency"] = spec.container_concurrency

@@ -155,10 +155,10 @@ def lambda_image_service(fn: FunctionSpec) -> dict[str, Any]:
     return service
 
 
-def _function_service(fn: FunctionSpec) -> dict[str, Any]:
+def _function_service(fn: FunctionSpec, app: AppSpec) -> dict[str, Any]:
     if fn.lambda_image:
         return {
-            **_platform_service("serve", None),
+            **_platform_service("serve", app),
             "command": ["serve"],
             "environment": _function_env(fn),
         }
@@ -283,7 +283,7 @@ def _services(app: AppSpec) -> dict[str, Any]:
     if app.engine is not None:
         services[app.engine.name] = _engine_service(app)
     for fn in app.functions:
-        services[fn.name] = _function_service(fn)
+        services[fn.name] = _function_service(fn, app)
         if fn.lambda_image:
             services[f"{fn.name}-runtime"] = lambda_image_service(fn)
     return services

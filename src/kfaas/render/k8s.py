@@ -295,7 +295,10 @@ def _lambda_image_container(fn: FunctionSpec) -> dict[str, Any]:
         container["args"] = [fn.handler]  # SAM's ImageConfig.Command: the handler the image's CMD names
     env = [_value_env(k, v) for k, v in lambda_runtime_env(fn).items()] + _service_env(fn)
     container["env"] = env
-    container["resources"] = {"requests": {"cpu": fn.cpu, "memory": fn.memory}, "limits": {"memory": fn.memory}}
+    container["resources"] = {
+        "requests": {"cpu": fn.cpu, "memory": fn.memory},
+        "limits": {"memory": fn.memory},
+    }
     # Lambda runs a function as a user of its own on a read-only filesystem with a writable /tmp: so here
     container["securityContext"] = _secure_container()
     container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]

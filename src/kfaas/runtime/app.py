@@ -108,7 +108,9 @@ class FunctionApp:
             return False
         if scope["path"] == "/" and scope["method"] == "POST":
             for key, value in scope["headers"]:
-                if key == b"ce-specversion" or (key == b"content-type" and value.startswith(b"application/cloudevents")):
+                if key == b"ce-specversion" or (
+                    key == b"content-type" and value.startswith(b"application/cloudevents")
+                ):
                     return False
         return True
 

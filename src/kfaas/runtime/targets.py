@@ -14,7 +14,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["PLUGIN_GROUP", "BUILT_IN", "LoadError", "Target", "cloud_event", "http", "load_target", "plugin_loader"]
+__all__ = [
+    "BUILT_IN",
+    "PLUGIN_GROUP",
+    "LoadError",
+    "Target",
+    "cloud_event",
+    "http",
+    "load_target",
+    "plugin_loader",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

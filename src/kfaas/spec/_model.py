@@ -12,12 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 __all__ = [
     "DEFAULT_BROKER",
     "DESCRIPTION_FILE",
+    "PING_EVENT_TYPE",
+    "QUEUE_EVENT_TYPE",
     "AppSpec",
     "DatabaseAccess",
     "Delivery",
     "Events",
-    "PING_EVENT_TYPE",
-    "QUEUE_EVENT_TYPE",
     "FunctionSpec",
     "Lambda",
     "PingSource",
@@ -74,7 +74,9 @@ HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 class Route(_Model):
     """An HTTP route the API gateway sends to this function (the seed's API Gateway event)."""
 
-    path: str = Field(pattern=r"^/", description="Path template, e.g. /users/{id} (a {name+} segment is greedy)")
+    path: str = Field(
+        pattern=r"^/", description="Path template, e.g. /users/{id} (a {name+} segment is greedy)"
+    )
     methods: list[HttpMethod] = Field(default_factory=lambda: list[HttpMethod](["GET"]))
     api: Literal["rest", "http"] | None = Field(
         default=None,
@@ -283,7 +285,9 @@ class Reply(_Model):
     """kind lambda: the handler's return value for an event becomes a reply CloudEvent (SAM's OnSuccess
     destination to EventBridge); the broker publishes it."""
 
-    type: str = Field(min_length=1, description="CloudEvent type of the reply (no trigger of this function's)")
+    type: str = Field(
+        min_length=1, description="CloudEvent type of the reply (no trigger of this function's)"
+    )
     source: str | None = Field(default=None, description="CloudEvent source (default /kfaas/<function>)")
 
 

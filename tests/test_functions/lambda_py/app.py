@@ -25,9 +25,7 @@ def lambda_handler(event, context):
         "custom": context.client_context.custom if context.client_context else None,
     }
     if "Records" in event:
-        failures = [
-            {"itemIdentifier": r["messageId"]} for r in event["Records"] if "fail" in r["body"]
-        ]
+        failures = [{"itemIdentifier": r["messageId"]} for r in event["Records"] if "fail" in r["body"]]
         if any(r["body"] == "raise" for r in event["Records"]):
             raise InventoryError("out of stock")
         helpers.record(event)
@@ -47,13 +45,20 @@ def lambda_handler(event, context):
         if ident == "bare":
             return "just a string"
         if ident == "binary":
-            return {"statusCode": 200, "headers": {"content-type": "image/png"},
-                    "body": base64.b64encode(b"\x89PNG\x00\x01").decode(), "isBase64Encoded": True}
+            return {
+                "statusCode": 200,
+                "headers": {"content-type": "image/png"},
+                "body": base64.b64encode(b"\x89PNG\x00\x01").decode(),
+                "isBase64Encoded": True,
+            }
         body = event.get("body")
         if event.get("isBase64Encoded") and body:
             body = base64.b64decode(body).decode("latin-1")
         answer = {
-            "statusCode": 201 if event.get("httpMethod", event.get("requestContext", {}).get("http", {}).get("method")) == "POST" else 200,
+            "statusCode": 201
+            if event.get("httpMethod", event.get("requestContext", {}).get("http", {}).get("method"))
+            == "POST"
+            else 200,
             "headers": {"content-type": "application/json", "x-handler": "python"},
             "multiValueHeaders": {"x-multi": ["a", "b"]},
             "body": json.dumps({"event": event, "context": info, "body": body}),
