@@ -243,6 +243,9 @@ class BridgeInvoker:
         remaining = max(0.0, invocation.deadline_ms / 1000 - time.time())
         try:
             ok, body, error_header = await asyncio.wait_for(asyncio.shield(pending.done), remaining)
+        except asyncio.CancelledError:  # the caller gave up (its own timeout): the process must not go on
+            await self._timed_out(slot, pending)
+            raise
         except TimeoutError:
             await self._timed_out(slot, pending)
             raise handler_error(
