@@ -68,7 +68,8 @@ async def test_a_client_polls_and_answers_chunked_with_a_trailer_or_with_content
         status, headers, body = await _request(
             reader, writer, b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n"
         )
-        assert status == 200 and json.loads(body) == {"n": 1}
+        assert status == 200
+        assert json.loads(body) == {"n": 1}
         assert headers["lambda-runtime-aws-request-id"] == "req-1"
         assert headers["lambda-runtime-deadline-ms"] == str(deadline)
         assert (
@@ -108,7 +109,8 @@ async def test_a_client_polls_and_answers_chunked_with_a_trailer_or_with_content
         with pytest.raises(HandlerError) as failed:
             await call
         assert type(failed.value).__name__ == "PaymentError"
-        assert failed.value.error_message == "declined" and failed.value.stack_trace == ["  File x"]
+        assert failed.value.error_message == "declined"
+        assert failed.value.stack_trace == ["  File x"]
 
         # an answer for no invocation in progress, and a path the API does not have
         status, _, body = await _request(
@@ -116,7 +118,8 @@ async def test_a_client_polls_and_answers_chunked_with_a_trailer_or_with_content
             writer,
             b"POST /2018-06-01/runtime/invocation/nope/response HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
         )
-        assert status == 400 and json.loads(body)["errorType"] == "InvalidRequestID"
+        assert status == 400
+        assert json.loads(body)["errorType"] == "InvalidRequestID"
         status, _, _ = await _request(reader, writer, b"GET /2018-06-01/other HTTP/1.1\r\nHost: x\r\n\r\n")
         assert status == 404
         status, _, _ = await _request(
