@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.dry_run:
         sys.stdout.write(
-            f"would serve {target.name} ({target.signature_type}) from {settings.source} "
+            f"would serve {target.name} ({settings.signature_type if loader else target.signature_type}) "
+            f"from {settings.source} "
             f"on {settings.host}:{settings.port}\n"
         )
         return 0
