@@ -399,3 +399,40 @@ async def test_a_pool_of_two_takes_two_invocations_at_once(
     assert [a.status_code for a in answers] == [200, 200]
     assert len({a.text for a in answers}) == 2  # two processes
     assert took < 1.9, took  # side by side, not one after the other
+
+
+def _task_request(request_id: str, data: Any) -> tuple[dict[str, str], bytes]:
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": request_id,
+        "ce-source": "/kfaas/saga",
+        "ce-type": "com.kfaas.task.request",
+        "ce-kfaasexecution": "exec-1",
+        "content-type": "application/json",
+    }
+    return headers, json.dumps(data).encode()
+
+
+@pytest.mark.parametrize("path", ["in-process", "awslambdaric"])
+async def test_a_lambda_handler_as_a_state_machine_task(serve: Callable[..., Serve], tmp_path: Path, path: str) -> None:
+    """A Task gets the state's input as its event; the result, or the error type Lambda reports, comes back
+    as the runtime's task reply (what a saga's Catch matches)."""
+    if path == "in-process":
+        folder = tmp_path / "inproc"
+        shutil.copytree(HANDLER, folder)
+    else:
+        folder = _runtime_client_copy(tmp_path)
+    server = serve(folder)
+    await server.ready()
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+        headers, body = _task_request("exec-1/ReserveInventory.1", {"orderId": "o-1"})
+        done = await http.post("/", headers=headers, content=body)
+        assert done.status_code == 200, done.text
+        assert done.headers["ce-type"] == "com.kfaas.task.result", (done.text, server.output())
+        assert done.headers["ce-kfaasrequest"] == "exec-1/ReserveInventory.1"
+        assert done.json()["echo"] == {"orderId": "o-1"}  # the state's input, unchanged, as the event
+        headers, body = _task_request("exec-1/ReserveInventory.2", {"Records": [{"messageId": "m", "body": "raise"}]})
+        failed = await http.post("/", headers=headers, content=body)
+        assert failed.status_code == 200
+        assert failed.headers["ce-type"] == "com.kfaas.task.error"
+        assert failed.json() == {"errorType": "InventoryError", "errorMessage": "out of stock"}

@@ -37,6 +37,7 @@ from kfaas.aws.events import (
     sqs_event,
     sqs_record,
 )
+from kfaas.runtime.tasks import REQUEST
 
 __all__ = ["TASK_REQUEST", "LambdaFunction"]
 
@@ -44,7 +45,7 @@ log = logging.getLogger("kfaas.aws")
 
 QUEUE_TYPE = "dev.knative.rabbitmq.event"
 PING_TYPE = "dev.knative.sources.ping"
-TASK_REQUEST = "com.kfaas.task.request"  # a state machine's Task (docs/runtime.md, task requests)
+TASK_REQUEST = REQUEST  # a state machine's Task: the runtime answers it with the result (docs/runtime.md)
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]

@@ -33,6 +33,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from kfaas.aws._config import ConfigError, LambdaConfig
 from kfaas.aws._errors import handler_error
@@ -358,27 +359,21 @@ class BridgeInvoker:
                 error.get("errorMessage"),
             )
             return 202, [], b'{"status":"OK"}'
-        parts = rest.split("/")
-        if (
-            len(parts) == 4
-            and parts[1] == "invocation"
-            and parts[3] in ("response", "error")
-            and method == "POST"
-        ):
+        # /invocation/{id}/response|error: the id as the client got it (a CloudEvent id may hold '/')
+        outcome = next((o for o in ("/response", "/error") if rest.endswith(o)), None)
+        if outcome is not None and rest.startswith("/invocation/") and method == "POST":
+            request_id = unquote(rest[len("/invocation/") : -len(outcome)])
             current = slot.current
-            if current is None or current.request_id != parts[2]:
-                return 400, [], _error("InvalidRequestID", f"no invocation {parts[2]} is in progress here")
+            if current is None or current.request_id != request_id:
+                return 400, [], _error("InvalidRequestID", f"no invocation {request_id} is in progress here")
             slot.current = None
             if not current.done.done():
-                if parts[3] == "response":
+                if outcome == "/response":
                     current.done.set_result((True, body, None))
                 else:
+                    error_type = headers.get("lambda-runtime-function-error-type")
                     current.done.set_result(
-                        (
-                            False,
-                            json.dumps(_json_error(body, headers)).encode(),
-                            headers.get("lambda-runtime-function-error-type"),
-                        )
+                        (False, json.dumps(_json_error(body, headers)).encode(), error_type)
                     )
             return 202, [], b'{"status":"OK"}'
         return 404, [], _error("NotFound", f"no such Runtime API path: {path}")
