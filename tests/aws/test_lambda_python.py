@@ -414,7 +414,9 @@ def _task_request(request_id: str, data: Any) -> tuple[dict[str, str], bytes]:
 
 
 @pytest.mark.parametrize("path", ["in-process", "awslambdaric"])
-async def test_a_lambda_handler_as_a_state_machine_task(serve: Callable[..., Serve], tmp_path: Path, path: str) -> None:
+async def test_a_lambda_handler_as_a_state_machine_task(
+    serve: Callable[..., Serve], tmp_path: Path, path: str
+) -> None:
     """A Task gets the state's input as its event; the result, or the error type Lambda reports, comes back
     as the runtime's task reply (what a saga's Catch matches)."""
     if path == "in-process":
@@ -431,7 +433,9 @@ async def test_a_lambda_handler_as_a_state_machine_task(serve: Callable[..., Ser
         assert done.headers["ce-type"] == "com.kfaas.task.result", (done.text, server.output())
         assert done.headers["ce-kfaasrequest"] == "exec-1/ReserveInventory.1"
         assert done.json()["echo"] == {"orderId": "o-1"}  # the state's input, unchanged, as the event
-        headers, body = _task_request("exec-1/ReserveInventory.2", {"Records": [{"messageId": "m", "body": "raise"}]})
+        headers, body = _task_request(
+            "exec-1/ReserveInventory.2", {"Records": [{"messageId": "m", "body": "raise"}]}
+        )
         failed = await http.post("/", headers=headers, content=body)
         assert failed.status_code == 200
         assert failed.headers["ce-type"] == "com.kfaas.task.error"

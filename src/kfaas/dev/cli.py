@@ -151,6 +151,12 @@ def run(args: argparse.Namespace) -> int:
             }
         )
     problems = _missing_services(app, args)
+    images = sorted(f.name for f in app.functions if f.lambda_image)
+    if images:
+        problems.append(
+            f"{', '.join(images)}: a Lambda container image needs a container engine, which kfaas dev does not "
+            "use: run the application with docker compose, or leave them out with --only"
+        )
     try:
         from kfaas.base.asgi import Limits
 
