@@ -92,3 +92,38 @@ def test_the_seeds_go_handler_through_the_runtime_api(
     assert answer.returncode == 0, answer.stderr
     assert json.loads(answer.stdout)["statusCode"] == 400
     assert json.loads(json.loads(answer.stdout)["body"]) == {"error": "Missing user ID"}
+
+
+def test_a_cloudevent_function_gets_a_structured_event_and_its_reply_is_printed(tmp_path: Path) -> None:
+    folder = tmp_path / "functions" / "echo"
+    folder.mkdir(parents=True)
+    (folder / "function.yaml").write_text("kind: cloudevent\ntarget: handle\n")
+    (folder / "main.py").write_text(
+        "from cloudevents.http import CloudEvent\n\n"
+        "def handle(event):\n"
+        "    return CloudEvent({'type': 'com.example.echoed', 'source': '/echo'}, {'got': event.get_data()})\n"
+    )
+    event = {"specversion": "1.0", "id": "1", "source": "/t", "type": "com.example.ping", "data": {"n": 1}}
+    answer = invoke(tmp_path / "functions", "echo", "-", stdin=json.dumps(event))
+    assert answer.returncode == 0, answer.stderr
+    reply = json.loads(answer.stdout)
+    assert reply["type"] == "com.example.echoed"
+    assert reply["data"] == {"got": {"n": 1}}
+    bad = invoke(tmp_path / "functions", "echo", "-", stdin='{"specversion": "1.0"}')
+    assert bad.returncode == 2
+    assert "missing required attribute" in bad.stderr
+
+
+def test_kfaas_dev_refuses_a_lambda_image(tmp_path: Path) -> None:
+    folder = tmp_path / "functions" / "priced"
+    folder.mkdir(parents=True)
+    (folder / "function.yaml").write_text("kind: lambda\nimage: registry.example.com/price:1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "kfaas", "dev", "--functions", str(tmp_path / "functions")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "priced: a Lambda container image needs a container engine" in result.stderr
