@@ -327,6 +327,9 @@ async def test_awslambdaric_behind_the_runtime_api_answers_as_in_process(
     ours, theirs = await _exchange(a.url), await _exchange(b.url)
     assert ours[0][0] == 200
     assert ours[-1][1] == "the function failed (InventoryError); see its log"
+    # lambda.reply: the handler's return value for a broker event comes back as a reply CloudEvent
+    assert ours[-2][:2] == (200, "com.example.order.seen")
+    assert ours[-2][2] == {"seen": "e-1", "detail": {"sku": "book"}}
     assert ours == theirs
     assert '"errorType": "InventoryError"' in b.output()  # the error object, logged by kfaas for both
 

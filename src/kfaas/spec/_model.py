@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 __all__ = [
     "DEFAULT_BROKER",
@@ -160,11 +161,8 @@ class Trigger(_Model):
     )
     delivery: Delivery = Field(default_factory=Delivery)
     parallelism: int = Field(default=1, ge=1, le=1000, description="Events in flight at once; 1 keeps FIFO")
-    derived: bool = Field(
-        default=False,
-        exclude=True,
-        description="Made from a source of a lambda function (not written in the description)",
-    )
+    # made from a source of a lambda function, not written in the description: not in the schema or dumps
+    derived: SkipJsonSchema[bool] = Field(default=False, exclude=True)
 
     @field_validator("filter")
     @classmethod
