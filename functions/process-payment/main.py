@@ -19,15 +19,19 @@ from cloudevents.http import CloudEvent
 
 import kfaas
 
+# Settings, read once at import.
+PAYMENT_GATEWAY_URL = os.environ.get("PAYMENT_GATEWAY_URL", "")
+PAYMENT_LIMIT_CENTS = int(os.environ.get("PAYMENT_LIMIT_CENTS", "100000"))
+
 
 class PaymentError(Exception):
     """The charge was declined (the saga's Catch names this error)."""
 
 
 async def _charge(order_id: str, amount: int, key: str) -> None:
-    gateway = os.environ.get("PAYMENT_GATEWAY_URL", "")
+    gateway = PAYMENT_GATEWAY_URL
     if not gateway:
-        limit = int(os.environ.get("PAYMENT_LIMIT_CENTS", "100000"))
+        limit = PAYMENT_LIMIT_CENTS
         if amount > limit:
             raise PaymentError(f"declined: {amount} cents for order {order_id} is over the limit of {limit}")
         return

@@ -12,12 +12,17 @@ when an order is unknown or an item is short (after giving back what it held).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
 from cloudevents.http import CloudEvent
+from pymongo.errors import DuplicateKeyError
 
 import kfaas
+
+# Read once at import (a setting, not something a handler looks up per event).
+DEFAULT_STOCK = int(os.environ.get("DEFAULT_STOCK", "100"))
 
 
 class InventoryError(Exception):
@@ -43,11 +48,14 @@ async def handle(event: CloudEvent, ctx: kfaas.Context) -> dict[str, Any]:
         raise InventoryError(f"order {order_id} is not known")
     items = [{"sku": i["sku"], "qty": int(i["qty"])} for i in order["items"]]
     inventory = ctx.db.inventory
-    stock = int(os.environ.get("DEFAULT_STOCK", "100"))
     for item in items:
-        await inventory.update_one(
-            {"_id": item["sku"]}, {"$setOnInsert": {"available": stock, "holds": []}}, upsert=True
-        )
+        # A concurrent first sight of the same SKU may insert it first (FerretDB does not retry the upsert).
+        with contextlib.suppress(DuplicateKeyError):
+            await inventory.update_one(
+                {"_id": item["sku"]},
+                {"$setOnInsert": {"available": DEFAULT_STOCK, "holds": []}},
+                upsert=True,
+            )
         held = await inventory.update_one(
             {"_id": item["sku"], "available": {"$gte": item["qty"]}, "holds": {"$ne": order_id}},
             {"$inc": {"available": -item["qty"]}, "$push": {"holds": order_id}},
