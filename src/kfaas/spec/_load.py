@@ -6,9 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
-from kfaas.spec._model import DESCRIPTION_FILE, AppSpec, FunctionSpec, SpecError, route_conflicts
+from kfaas.spec._model import (
+    DESCRIPTION_FILE,
+    AppSpec,
+    FunctionSpec,
+    SpecError,
+    route_conflicts,
+    validate_description,
+)
 from kfaas.spec._statemachine import (
     ENGINE,
     ENGINE_COLLECTIONS,
@@ -31,18 +37,7 @@ def load_function(folder: Path) -> FunctionSpec:
         raise SpecError(f"{file}: missing (every function folder needs a {DESCRIPTION_FILE})") from exc
     except yaml.YAMLError as exc:
         raise SpecError(f"{file}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise SpecError(f"{file}: expected a mapping at the top level")
-    raw.setdefault("name", folder.name)
-    try:
-        spec = FunctionSpec.model_validate({**raw, "path": folder})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-        )
-        raise SpecError(f"{file}: {problems}") from exc
-    if spec.name != folder.name:
-        raise SpecError(f"{file}: name {spec.name!r} differs from its folder {folder.name!r}")
+    spec = validate_description(FunctionSpec, raw, folder, file)
     if spec.kind == "lambda":
         _check_handler(file, folder, spec)
     elif not (folder / spec.source).is_file():

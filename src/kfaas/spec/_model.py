@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 __all__ = [
@@ -48,6 +48,30 @@ PING_EVENT_TYPE = "dev.knative.sources.ping"  # what PingSource sends
 
 class SpecError(ValueError):
     """A function description that cannot be used; the message names the file and the field."""
+
+
+_Described = TypeVar("_Described", bound=BaseModel)
+
+
+def validate_description(model: type[_Described], raw: Any, folder: Path, file: Path) -> _Described:
+    """Validate a description file's content as ``model``; the folder gives the name and the path.
+
+    Errors name the file and every field in trouble; a ``name`` other than the folder's is refused.
+    """
+    if not isinstance(raw, dict):
+        raise SpecError(f"{file}: expected a mapping at the top level")
+    raw.setdefault("name", folder.name)
+    try:
+        spec = model.model_validate({**raw, "path": folder})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise SpecError(f"{file}: {problems}") from None
+    name = getattr(spec, "name", folder.name)
+    if name != folder.name:
+        raise SpecError(f"{file}: name {name!r} differs from its folder {folder.name!r}")
+    return spec
 
 
 def parse_duration(text: str) -> timedelta:

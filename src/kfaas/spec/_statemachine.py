@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from kfaas.spec._model import _NAME, DEFAULT_BROKER, Delivery, SpecError, Trigger
+from kfaas.spec._model import _NAME, DEFAULT_BROKER, Delivery, SpecError, Trigger, validate_description
 
 __all__ = [
     "ENGINE",
@@ -273,22 +273,8 @@ def _definition_from(raw: Any, file: Path, resource: str | None) -> dict[str, An
 
 def load_statemachine(folder: Path) -> StateMachineSpec:
     """Read ``folder/statemachine.yaml`` and its definition; errors name the file and the field."""
-    from pydantic import ValidationError
-
     file = folder / STATEMACHINE_FILE
-    raw = _read(file)
-    if not isinstance(raw, dict):
-        raise SpecError(f"{file}: expected a mapping at the top level")
-    raw.setdefault("name", folder.name)
-    try:
-        spec = StateMachineSpec.model_validate({**raw, "path": folder})
-    except ValidationError as exc:
-        text = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-        )
-        raise SpecError(f"{file}: {text}") from None
-    if spec.name != folder.name:
-        raise SpecError(f"{file}: name {spec.name!r} differs from its folder {folder.name!r}")
+    spec = validate_description(StateMachineSpec, _read(file), folder, file)
     names = [s.name for s in spec.starts]
     if len(set(names)) != len(names):
         raise SpecError(f"{file}: start names must be unique")
