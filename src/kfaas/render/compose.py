@@ -162,15 +162,7 @@ def _function_service(fn: FunctionSpec, app: AppSpec) -> dict[str, Any]:
             "command": ["serve"],
             "environment": _function_env(fn),
         }
-    depends: dict[str, dict[str, str]] = {}
-    if "mongodb" in fn.uses:
-        depends["mongodb-users"] = {"condition": "service_completed_successfully"}
-    if "rabbitmq" in fn.uses:
-        depends["rabbitmq"] = {"condition": "service_healthy"}
-    if "smtp" in fn.uses:
-        depends["mailpit"] = {"condition": "service_healthy"}
-    if fn.publishes:
-        depends["broker"] = {"condition": "service_healthy"}
+    depends = _depends(fn)
     service: dict[str, Any] = {
         "build": {"context": ".", "dockerfile": "Dockerfile.base", "args": {"FUNCTION": fn.name}},
         "image": image(fn.name),
