@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "kfaas.aws.invoke",
         "run one event through a function, as it would arrive (like sam local invoke)",
     ),
+    "aws-endpoints": (
+        "kfaas.aws.endpoints",
+        "serve the EventBridge, SQS and SES APIs (SigV4) on the broker, RabbitMQ and SMTP",
+    ),
     "schema": ("kfaas.spec.schema", "print the JSON schema of function.yaml"),
 }
 
@@ -61,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # Commands that run granian's embedded server. Its Rust threads can still be winding down while the
 # interpreter finalizes, which now and then aborts the process (SIGABRT) after a clean stop; these commands
 # therefore end with os._exit once their own shutdown is done and the output is flushed.
-_SERVERS = frozenset({"serve", "dev", "broker", "gateway", "dead-letters", "saga"})
+_SERVERS = frozenset({"serve", "dev", "broker", "gateway", "dead-letters", "saga", "aws-endpoints"})
 
 
 def entrypoint() -> None:

@@ -17,7 +17,12 @@ What runs, in this order:
    sources, its ingress on ``--broker-port`` at ``/<broker>``;
 4. the state machine engine (:mod:`kfaas.saga`, when ``statemachines/`` holds any) in this process, its
    executions API on ``--saga-port``;
-5. the API gateway (:mod:`kfaas.gateway`) on ``--port``: once it answers, the app is up.
+5. the AWS API endpoints (:mod:`kfaas.aws.endpoints`: EventBridge, SQS, SES with SigV4) on ``--aws-port``
+   when a function is ``kind: lambda`` (or with ``--aws-endpoints``); the lambda functions get
+   ``AWS_ENDPOINT_URL_EVENTBRIDGE`` / ``_SQS`` / ``_SES`` / ``_SESV2`` and the credentials
+   (``KFAAS_AWS_ACCESS_KEY_ID`` / ``KFAAS_AWS_SECRET_ACCESS_KEY`` from this environment, else a pair made
+   for this run and printed) as ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``;
+6. the API gateway (:mod:`kfaas.gateway`) on ``--port``: once it answers, the app is up.
 
 Ctrl-C or SIGTERM stops the gateway, the broker (unacked events return to their queues), then the
 functions (SIGTERM, drained), and exits 0. A crashed function is reported and restarted with backoff; one
@@ -87,6 +92,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="state machine engine port, its executions API (default: gateway port + 2)",
     )
+    parser.add_argument(
+        "--aws-port",
+        type=int,
+        default=0,
+        help="port of the AWS API endpoints (EventBridge, SQS, SES; default: gateway port + 3)",
+    )
+    aws = parser.add_mutually_exclusive_group()
+    aws.add_argument(
+        "--aws-endpoints",
+        action="store_true",
+        help="serve the AWS API endpoints even when no function is kind: lambda",
+    )
+    aws.add_argument("--no-aws-endpoints", action="store_true", help="never serve the AWS API endpoints")
     _cliopts.namespace(parser)
     parser.add_argument(
         "--only", action="append", default=[], metavar="NAME", help="run only these functions (repeatable)"
@@ -227,6 +245,10 @@ class _Dev:
         self.saga_port = args.saga_port or args.port + 2
         self.engine: Any = None
         self.mongo: Any = None
+        self.aws_port = getattr(args, "aws_port", 0) or args.port + 3
+        self.aws_credentials: dict[str, str] = {}
+        wants_aws = any(f.kind == "lambda" for f in app.functions) or getattr(args, "aws_endpoints", False)
+        self.aws_wanted = wants_aws and not getattr(args, "no_aws_endpoints", False)
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -280,6 +302,18 @@ class _Dev:
         if self.app.engine is not None:
             wanted.append(("the state machine engine", self.saga_port))
             self.urls[self.app.engine.name] = f"http://{args.host}:{self.saga_port}"
+        if self.aws_wanted:
+            wanted.append(("the AWS API endpoints", self.aws_port))
+            from kfaas.aws.endpoints import credentials_from_env
+
+            try:
+                self.aws_credentials = credentials_from_env(os.environ)
+            except ValueError as exc:
+                return str(exc)
+            if not self.aws_credentials:
+                import secrets
+
+                self.aws_credentials = {"AKIAKFAASDEV" + secrets.token_hex(4).upper(): secrets.token_urlsafe(30)}
         for what, port in wanted:
             try:
                 self.claims.append(PortClaim(args.host, port))
@@ -381,9 +415,20 @@ class _Dev:
         width = max([len(f.name) for f in self.app.functions] + [7])
         sink = f"{self.ingress}/default"
         processes = []
+        aws: dict[str, str] = {}
+        if self.aws_wanted:
+            url = f"http://{self.args.host}:{self.aws_port}"
+            ((key, secret),) = self.aws_credentials.items()
+            aws = {f"AWS_ENDPOINT_URL_{s}": url for s in ("EVENTBRIDGE", "SQS", "SES", "SESV2")}
+            aws.update(AWS_ACCESS_KEY_ID=key, AWS_SECRET_ACCESS_KEY=secret)
         for spec in self.app.functions:
             port = free_port()
             env = function_env(spec, port, self.services, os.environ, sink)
+            if spec.kind == "lambda":
+                env.update({k: v for k, v in aws.items() if k not in spec.env})
+                if aws:  # SDKs in the handler's own process need a region
+                    env.setdefault("AWS_REGION", spec.lambda_.region)
+                    env.setdefault("AWS_DEFAULT_REGION", spec.lambda_.region)
             processes.append(FunctionProcess(spec, port, env, width=width, out=self.out))
         return processes
 
@@ -411,6 +456,8 @@ class _Dev:
         if self.app.engine is not None:
             await self._start_engine(next(claims))
             urls[self.app.engine.name] = self.urls[self.app.engine.name]  # the gateway's executions routes
+        if self.aws_wanted:
+            await self._start_aws(next(claims))
         self.gateway = build(
             self.app, urls, "http://{name}:8080", os.environ.get("KFAAS_CORS_ORIGINS", "*"), limits=limits
         )
@@ -441,6 +488,30 @@ class _Dev:
         )
         names = ", ".join(m.name for m in self.app.statemachines)
         self.say(f"{'saga':<8} | ready: {names} (executions API on http://{self.args.host}:{self.saga_port})")
+
+    async def _start_aws(self, claim: Any) -> None:
+        """The AWS API endpoints in this process: PutEvents to the broker, SQS to RabbitMQ, SES to SMTP."""
+        from kfaas.aws.endpoints import AwsEndpoints, SmtpSettings, serve_endpoints
+        from kfaas.base.asgi import Limits
+
+        endpoints = AwsEndpoints(
+            self.aws_credentials,
+            broker_url=f"{self.ingress}/default" if self.app.brokers else None,
+            amqp_url=os.environ.get("AMQP_URL") or None,
+            smtp=SmtpSettings.from_env(self.services),
+            limits=Limits.from_env(),
+        )
+        self.tasks.append(
+            asyncio.create_task(
+                serve_endpoints(endpoints, self.args.host, self.aws_port, claim=claim), name="aws endpoints"
+            )
+        )
+        await _wait_http(f"http://{self.args.host}:{self.aws_port}/health/liveness", 15.0)
+        ((key, _),) = self.aws_credentials.items()
+        self.say(
+            f"{'aws':<8} | ready: EventBridge, SQS, SES on http://{self.args.host}:{self.aws_port} "
+            f"(access key {key})"
+        )
 
     async def _stop_front(self) -> None:
         for task in self.tasks:
