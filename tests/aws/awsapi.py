@@ -89,7 +89,9 @@ def go_awscall(require_tool: Any) -> Path:
     for path in sorted(SDK_GO.iterdir()):
         if path.suffix in (".go", ".mod", ".sum"):
             digest.update(path.name.encode() + path.read_bytes())
-    version = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout.strip()
+    version = subprocess.run(
+        [go, "env", "GOVERSION"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     out = CACHE.parent / "awssdk-go" / f"{digest.hexdigest()[:16]}-{version}" / "awscall"
     if out.is_file():
         return out

@@ -9,14 +9,13 @@ publishes nothing. A Lambda handler's own boto3 clients reach the same services 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from awsapi import KEY, SECRET, aws_dev, declare_queue, drain_queue, sdk_env, watched
+from awsapi import KEY, SECRET, aws_dev, declare_queue, drain_queue, watched
 from lambdatest import LambdaDev
 
 pytestmark = pytest.mark.integration
@@ -28,9 +27,9 @@ def _client(service: str, url: str, key: str = KEY, secret: str = SECRET, signed
     from botocore.config import Config
 
     config = Config(retries={"max_attempts": 1}, **({} if signed else {"signature_version": UNSIGNED}))
-    return boto3.session.Session(aws_access_key_id=key, aws_secret_access_key=secret, region_name="eu-west-1").client(
-        service, endpoint_url=url, config=config
-    )
+    return boto3.session.Session(
+        aws_access_key_id=key, aws_secret_access_key=secret, region_name="eu-west-1"
+    ).client(service, endpoint_url=url, config=config)
 
 
 def _error(call: Callable[[], Any]) -> tuple[str, int]:
@@ -69,18 +68,27 @@ async def test_boto3_reaches_the_broker_rabbitmq_and_smtp(
         None,
         lambda: events.put_events(
             Entries=[
-                {"Source": "orders", "DetailType": "OrderProcessed", "Detail": json.dumps({"orderId": "b-1"}),
-                 "Resources": ["arn:aws:sqs:eu-west-1:000000000000:orders"]},
+                {
+                    "Source": "orders",
+                    "DetailType": "OrderProcessed",
+                    "Detail": json.dumps({"orderId": "b-1"}),
+                    "Resources": ["arn:aws:sqs:eu-west-1:000000000000:orders"],
+                },
                 {"Source": "orders", "DetailType": "OrderProcessed", "Detail": "not json"},
-                {"Source": "orders", "DetailType": "OrderProcessed", "Detail": json.dumps({"orderId": "b-2"}),
-                 "EventBusName": "default"},
+                {
+                    "Source": "orders",
+                    "DetailType": "OrderProcessed",
+                    "Detail": json.dumps({"orderId": "b-2"}),
+                    "EventBusName": "default",
+                },
                 {"Source": "orders", "DetailType": "OrderProcessed", "Detail": "{}", "EventBusName": "nobus"},
             ]
         ),
     )
     assert answer["FailedEntryCount"] == 2, answer
     entries = answer["Entries"]
-    assert "EventId" in entries[0] and "EventId" in entries[2]
+    assert "EventId" in entries[0]
+    assert "EventId" in entries[2]
     assert entries[1]["ErrorCode"] == "MalformedDetail"
     assert entries[3]["ErrorCode"] == "ResourceNotFoundException"
 
@@ -100,7 +108,8 @@ async def test_boto3_reaches_the_broker_rabbitmq_and_smtp(
     queue_url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
     assert queue_url == f"{url}/000000000000/{queue}"
     assert _error(lambda: sqs.get_queue_url(QueueName=f"missing-{run.run_id}")) == (
-        "AWS.SimpleQueueService.NonExistentQueue", 400
+        "AWS.SimpleQueueService.NonExistentQueue",
+        400,
     )
     sent = sqs.send_message(
         QueueUrl=queue_url,
@@ -115,7 +124,8 @@ async def test_boto3_reaches_the_broker_rabbitmq_and_smtp(
     batch = sqs.send_message_batch(
         QueueUrl=queue_url, Entries=[{"Id": "a", "MessageBody": "two"}, {"Id": "b", "MessageBody": "three"}]
     )
-    assert [e["Id"] for e in batch["Successful"]] == ["a", "b"] and not batch.get("Failed")
+    assert [e["Id"] for e in batch["Successful"]] == ["a", "b"]
+    assert not batch.get("Failed")
     assert _error(
         lambda: sqs.send_message(QueueUrl=f"{url}/000000000000/missing-{run.run_id}", MessageBody="x")
     ) == ("AWS.SimpleQueueService.NonExistentQueue", 400)
@@ -126,24 +136,41 @@ async def test_boto3_reaches_the_broker_rabbitmq_and_smtp(
     # -- SQS (query protocol, as older SDKs send it), signed by botocore's signer ----------------------------------
     import httpx
 
-    form = {"Action": "SendMessage", "Version": "2012-11-05", "QueueUrl": queue_url, "MessageBody": "four",
-            "MessageAttribute.1.Name": "via", "MessageAttribute.1.Value.DataType": "String",
-            "MessageAttribute.1.Value.StringValue": "query"}
-    request = AWSRequest(method="POST", url=url + "/", data=form,
-                         headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    form = {
+        "Action": "SendMessage",
+        "Version": "2012-11-05",
+        "QueueUrl": queue_url,
+        "MessageBody": "four",
+        "MessageAttribute.1.Name": "via",
+        "MessageAttribute.1.Value.DataType": "String",
+        "MessageAttribute.1.Value.StringValue": "query",
+    }
+    request = AWSRequest(
+        method="POST",
+        url=url + "/",
+        data=form,
+        headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+    )
     SigV4Auth(Credentials(KEY, SECRET), "sqs", "eu-west-1").add_auth(request)
     prepared = request.prepare()
     async with httpx.AsyncClient(trust_env=False) as http:
         reply = await http.post(url + "/", content=prepared.body, headers=dict(prepared.headers))
     assert reply.status_code == 200, reply.text
-    assert "<SendMessageResponse" in reply.text and "<MessageId>" in reply.text
+    assert "<SendMessageResponse" in reply.text
+    assert "<MessageId>" in reply.text
 
     messages = await drain_queue(amqp_url, queue)
     assert [m.body for m in messages] == [b'{"ID": "o-1"}', b"two", b"three", b"four"]
     first = messages[0]
     assert first.message_id == sent["MessageId"]
-    assert first.headers["kind"] == "order" and first.headers["count"] == "3" and first.headers["blob"] == b"\x00\x01"
-    assert json.loads(first.headers["x-sqs-data-types"]) == {"kind": "String", "count": "Number", "blob": "Binary"}
+    assert first.headers["kind"] == "order"
+    assert first.headers["count"] == "3"
+    assert first.headers["blob"] == b"\x00\x01"
+    assert json.loads(first.headers["x-sqs-data-types"]) == {
+        "kind": "String",
+        "count": "Number",
+        "blob": "Binary",
+    }
     assert messages[3].headers["via"] == "query"
 
     # -- SES v1 and SESv2 -----------------------------------------------------------------------------------------
@@ -151,7 +178,10 @@ async def test_boto3_reaches_the_broker_rabbitmq_and_smtp(
     ses.send_email(
         Source="shop@example.com",
         Destination={"ToAddresses": ["ann@example.com"], "BccAddresses": ["audit@example.com"]},
-        Message={"Subject": {"Data": "v1 simple"}, "Body": {"Text": {"Data": "hello"}, "Html": {"Data": "<b>hello</b>"}}},
+        Message={
+            "Subject": {"Data": "v1 simple"},
+            "Body": {"Text": {"Data": "hello"}, "Html": {"Data": "<b>hello</b>"}},
+        },
     )
     raw = EmailMessage()
     raw["From"], raw["To"], raw["Subject"] = "shop@example.com", "bob@example.com", "v1 raw"
@@ -165,20 +195,24 @@ async def test_boto3_reaches_the_broker_rabbitmq_and_smtp(
     )
     assert v2["MessageId"]
     sesv2.send_email(Content={"Raw": {"Data": raw.as_bytes().replace(b"v1 raw", b"v2 raw")}})
-    assert _error(lambda: ses.send_email(Source="shop@example.com", Destination={"ToAddresses": ["not-an-address"]},
-                                         Message={"Subject": {"Data": "x"}, "Body": {"Text": {"Data": "x"}}}))[0] == (
-        "InvalidParameterValue"
-    )
+    assert _error(
+        lambda: ses.send_email(
+            Source="shop@example.com",
+            Destination={"ToAddresses": ["not-an-address"]},
+            Message={"Subject": {"Data": "x"}, "Body": {"Text": {"Data": "x"}}},
+        )
+    )[0] == ("InvalidParameterValue")
 
     def mails() -> dict[str, EmailMessage]:
         return {str(m["Subject"]): m for m in mail_sink.messages}
 
-    deadline = time.monotonic() + 20
-    while len(mails()) < 4 and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    got = mails()
+    async def four() -> dict[str, EmailMessage] | None:
+        return mails() if len(mails()) >= 4 else None
+
+    got = await run.eventually(four, 20, "the four emails at the SMTP sink")
     assert set(got) == {"v1 simple", "v1 raw", "v2 simple", "v2 raw"}, set(got)
-    assert got["v1 simple"]["To"] == "ann@example.com" and "Bcc" not in got["v1 simple"]
+    assert got["v1 simple"]["To"] == "ann@example.com"
+    assert "Bcc" not in got["v1 simple"]
     assert got["v1 simple"].get_body(("html",)).get_content().strip() == "<b>hello</b>"
     assert str(got["v2 simple"]["Message-ID"]).strip().startswith(f"<{v2['MessageId']}@")
 
@@ -190,18 +224,47 @@ async def test_boto3_reaches_the_broker_rabbitmq_and_smtp(
     unsigned = {s: _client(s, url, signed=False) for s in ("events", "sqs", "ses")}
     entry = {"Source": "orders", "DetailType": "OrderProcessed", "Detail": json.dumps({"orderId": "bad"})}
     assert _error(lambda: wrong["events"].put_events(Entries=[entry])) == ("InvalidSignatureException", 403)
-    assert _error(lambda: wrong["sqs"].send_message(QueueUrl=queue_url, MessageBody="bad")) == ("SignatureDoesNotMatch", 403)
-    assert _error(lambda: wrong["ses"].send_email(Source="a@example.com", Destination={"ToAddresses": ["b@example.com"]},
-                  Message={"Subject": {"Data": "bad"}, "Body": {"Text": {"Data": "x"}}})) == ("SignatureDoesNotMatch", 403)
-    assert _error(lambda: wrong["sesv2"].send_email(FromEmailAddress="a@example.com", Destination={"ToAddresses": ["b@example.com"]},
-                  Content={"Simple": {"Subject": {"Data": "bad"}, "Body": {"Text": {"Data": "x"}}}})) == ("InvalidSignatureException", 403)
-    assert _error(lambda: unknown.send_message(QueueUrl=queue_url, MessageBody="bad")) == ("InvalidClientTokenId", 403)
-    assert _error(lambda: unsigned["events"].put_events(Entries=[entry])) == ("MissingAuthenticationTokenException", 403)
-    assert _error(lambda: unsigned["sqs"].send_message(QueueUrl=queue_url, MessageBody="bad")) == ("MissingAuthenticationToken", 403)
-    assert _error(lambda: unsigned["ses"].send_raw_email(RawMessage={"Data": raw.as_bytes()})) == ("MissingAuthenticationToken", 403)
+    assert _error(lambda: wrong["sqs"].send_message(QueueUrl=queue_url, MessageBody="bad")) == (
+        "SignatureDoesNotMatch",
+        403,
+    )
+    assert _error(
+        lambda: wrong["ses"].send_email(
+            Source="a@example.com",
+            Destination={"ToAddresses": ["b@example.com"]},
+            Message={"Subject": {"Data": "bad"}, "Body": {"Text": {"Data": "x"}}},
+        )
+    ) == ("SignatureDoesNotMatch", 403)
+    assert _error(
+        lambda: wrong["sesv2"].send_email(
+            FromEmailAddress="a@example.com",
+            Destination={"ToAddresses": ["b@example.com"]},
+            Content={"Simple": {"Subject": {"Data": "bad"}, "Body": {"Text": {"Data": "x"}}}},
+        )
+    ) == ("InvalidSignatureException", 403)
+    assert _error(lambda: unknown.send_message(QueueUrl=queue_url, MessageBody="bad")) == (
+        "InvalidClientTokenId",
+        403,
+    )
+    assert _error(lambda: unsigned["events"].put_events(Entries=[entry])) == (
+        "MissingAuthenticationTokenException",
+        403,
+    )
+    assert _error(lambda: unsigned["sqs"].send_message(QueueUrl=queue_url, MessageBody="bad")) == (
+        "MissingAuthenticationToken",
+        403,
+    )
+    assert _error(lambda: unsigned["ses"].send_raw_email(RawMessage={"Data": raw.as_bytes()})) == (
+        "MissingAuthenticationToken",
+        403,
+    )
     # a body changed after signing: the signature covers it
-    request = AWSRequest(method="POST", url=url + "/", data=dict(form, MessageBody="signed"),
-                         headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+    request = AWSRequest(
+        method="POST",
+        url=url + "/",
+        data=dict(form, MessageBody="signed"),
+        headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+    )
     SigV4Auth(Credentials(KEY, SECRET), "sqs", "eu-west-1").add_auth(request)
     prepared = request.prepare()
     body = prepared.body if isinstance(prepared.body, bytes) else str(prepared.body).encode()
@@ -209,7 +272,8 @@ async def test_boto3_reaches_the_broker_rabbitmq_and_smtp(
     headers = {k: v for k, v in prepared.headers.items() if k.lower() != "content-length"}
     async with httpx.AsyncClient(trust_env=False) as http:
         reply = await http.post(url + "/", content=tampered, headers=headers)
-    assert reply.status_code == 403 and "<Code>SignatureDoesNotMatch</Code>" in reply.text, reply.text
+    assert reply.status_code == 403, reply.text
+    assert "<Code>SignatureDoesNotMatch</Code>" in reply.text
     await asyncio.sleep(1.0)  # what a publish would have taken, with room
     assert await drain_queue(amqp_url, queue) == []
     assert len(mail_sink.messages) == mail_count
@@ -219,8 +283,13 @@ async def test_boto3_reaches_the_broker_rabbitmq_and_smtp(
     async with httpx.AsyncClient(trust_env=False) as http:
         reply = await http.post(
             f"http://127.0.0.1:{run.broker_port}/default",
-            headers={"ce-specversion": "1.0", "ce-id": "call-1", "ce-source": "test", "ce-type": "CallAws",
-                     "content-type": "application/json"},
+            headers={
+                "ce-specversion": "1.0",
+                "ce-id": "call-1",
+                "ce-source": "test",
+                "ce-type": "CallAws",
+                "content-type": "application/json",
+            },
             content=json.dumps({"orderId": "from-lambda"}),
         )
     assert reply.status_code == 202, reply.text

@@ -104,7 +104,7 @@ class EventBus:
         results = await asyncio.gather(*(self._put(e) for e in entries))
         return {"FailedEntryCount": sum(1 for r in results if "ErrorCode" in r), "Entries": list(results)}
 
-    async def _put(self, entry: dict[str, Any]) -> dict[str, Any]:
+    async def _put(self, entry: dict[str, Any]) -> dict[str, Any]:  # noqa: PLR0911 (one answer per failure)
         from cloudevents.http import CloudEvent
 
         from kfaas.events import to_binary

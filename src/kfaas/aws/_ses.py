@@ -70,7 +70,7 @@ def _rejected(message: str) -> ApiError:
 
 
 def _address(value: str, what: str) -> str:
-    name, addr = parseaddr(value)
+    _, addr = parseaddr(value)
     if not addr or "@" not in addr or addr.startswith("@") or addr.endswith("@"):
         raise ApiError("InvalidParameterValue", f"Illegal address in {what}: {value!r}")
     return value

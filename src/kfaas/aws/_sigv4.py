@@ -83,11 +83,11 @@ def _parse(authorization: str) -> tuple[str, str, str, str, list[str], str]:
 def verify(
     credentials: Credentials,
     method: str,
+    *,
     path: str,
     query: str,
     headers: Mapping[str, str],
     body: bytes,
-    *,
     service: str,
     now: datetime | None = None,
 ) -> Signed:
@@ -142,7 +142,17 @@ def verify(
             "mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed."
         )
     expected = _signature(
-        secret, access_key, region, service, method, path, query, headers, signed_headers, body, stamp
+        secret,
+        access_key=access_key,
+        region=region,
+        service=service,
+        method=method,
+        path=path,
+        query=query,
+        headers=headers,
+        signed_headers=signed_headers,
+        body=body,
+        stamp=stamp,
     )
     if not hmac.compare_digest(expected, signature):
         raise AuthError(
@@ -155,6 +165,7 @@ def verify(
 
 def _signature(
     secret: str,
+    *,
     access_key: str,
     region: str,
     service: str,

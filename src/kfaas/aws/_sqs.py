@@ -78,7 +78,7 @@ def _invalid(message: str) -> ApiError:
     return ApiError("InvalidParameterValue", message, json_type="com.amazonaws.sqs#InvalidParameterValue")
 
 
-def message_attributes(raw: Any) -> dict[str, dict[str, Any]]:
+def message_attributes(raw: Any) -> dict[str, dict[str, Any]]:  # noqa: PLR0912 (one check per rule)
     """Validated attributes, ``{name: {DataType, StringValue | BinaryValue (bytes)}}`` (JSON shape in)."""
     if raw is None:
         return {}
@@ -231,7 +231,9 @@ class Queues:
         message_id = str(uuid.uuid4())
         headers: dict[str, Any] = {}
         for attr_name, attr in attributes.items():
-            headers[attr_name] = bytearray(attr["BinaryValue"]) if "BinaryValue" in attr else attr["StringValue"]
+            headers[attr_name] = (
+                bytearray(attr["BinaryValue"]) if "BinaryValue" in attr else attr["StringValue"]
+            )
         if attributes:
             headers[DATA_TYPES_HEADER] = json.dumps({k: v["DataType"] for k, v in attributes.items()})
         headers.update(extra)

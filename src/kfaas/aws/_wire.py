@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-__all__ = ["ApiError", "Answer", "error_answer", "members", "parse_form", "xml_answer"]
+__all__ = ["Answer", "ApiError", "error_answer", "members", "parse_form", "xml_answer"]
 
 Headers = list[tuple[bytes, bytes]]
 

@@ -220,7 +220,15 @@ class AwsEndpoints:
             ):
                 form["QueueUrl"] = path  # older clients POST to the queue's URL
             try:
-                verify(self.credentials, method, raw_path, query, headers, body, service=request.service)
+                verify(
+                    self.credentials,
+                    method,
+                    path=raw_path,
+                    query=query,
+                    headers=headers,
+                    body=body,
+                    service=request.service,
+                )
             except AuthError as exc:
                 (qcode, qstatus), (jtype, jstatus) = _AUTH_ERRORS[exc.kind]
                 if request.protocol == "query" or request.service == "sqs":
@@ -297,7 +305,7 @@ class AwsEndpoints:
         scheme = headers.get("x-forwarded-proto", "http")
         return f"{scheme}://{host}/{self.account}/{name}"
 
-    async def _sqs(
+    async def _sqs(  # noqa: PLR0912 (one check per SQS rule)
         self, operation: str, payload: dict[str, Any], headers: Mapping[str, str]
     ) -> dict[str, Any]:
         from kfaas.aws import _sqs

@@ -304,16 +304,9 @@ class _Dev:
             self.urls[self.app.engine.name] = f"http://{args.host}:{self.saga_port}"
         if self.aws_wanted:
             wanted.append(("the AWS API endpoints", self.aws_port))
-            from kfaas.aws.endpoints import credentials_from_env
-
-            try:
-                self.aws_credentials = credentials_from_env(os.environ)
-            except ValueError as exc:
-                return str(exc)
-            if not self.aws_credentials:
-                import secrets
-
-                self.aws_credentials = {"AKIAKFAASDEV" + secrets.token_hex(4).upper(): secrets.token_urlsafe(30)}
+            problem = self._aws_credentials()
+            if problem:
+                return problem
         for what, port in wanted:
             try:
                 self.claims.append(PortClaim(args.host, port))
@@ -348,6 +341,20 @@ class _Dev:
             if not self.app.brokers:  # only the functions need RabbitMQ: the check was all
                 await self.broker.stop()
                 self.broker = None
+        return None
+
+    def _aws_credentials(self) -> str | None:
+        """The endpoints' access key: KFAAS_AWS_ACCESS_KEY_ID/_SECRET_ACCESS_KEY, else one made for this run."""
+        from kfaas.aws.endpoints import credentials_from_env
+
+        try:
+            self.aws_credentials = credentials_from_env(os.environ)
+        except ValueError as exc:
+            return str(exc)
+        if not self.aws_credentials:
+            import secrets
+
+            self.aws_credentials = {"AKIAKFAASDEV" + secrets.token_hex(4).upper(): secrets.token_urlsafe(30)}
         return None
 
     async def _release(self) -> None:
