@@ -141,6 +141,18 @@ def test_compose(functions: Path) -> None:
     assert runtime["user"] == "10001:10001"
     assert services["gateway"]["depends_on"]["lambda-image"] == {"condition": "service_healthy"}
     assert services["lambda-orders"]["environment"]["FUNCTION_SIGNATURE_TYPE"] == "lambda"
+    # the AWS API endpoints, and the handlers' SDKs pointed at them with the same access key
+    aws = services["aws"]
+    assert aws["command"] == ["aws-endpoints"]
+    assert aws["environment"]["KFAAS_BROKER_URL"] == "http://broker:8080/default"
+    assert aws["environment"]["KFAAS_AWS_ACCESS_KEY_ID"].startswith("${KFAAS_AWS_ACCESS_KEY_ID:?")
+    for name in ("lambda-orders", "lambda-image-runtime"):
+        env = services[name]["environment"]
+        for sdk in ("EVENTBRIDGE", "SQS", "SES", "SESV2"):
+            assert env[f"AWS_ENDPOINT_URL_{sdk}"] == "http://aws:8080", name
+        assert env["AWS_ACCESS_KEY_ID"] == aws["environment"]["KFAAS_AWS_ACCESS_KEY_ID"]
+        assert env["AWS_SECRET_ACCESS_KEY"] == aws["environment"]["KFAAS_AWS_SECRET_ACCESS_KEY"]
+        assert services[name]["depends_on"]["aws"] == {"condition": "service_healthy"}
 
 
 def test_chart_values_and_templates(functions: Path, tmp_path: Path, require_tool: Any) -> None:
@@ -196,3 +208,41 @@ def test_chart_values_and_templates(functions: Path, tmp_path: Path, require_too
         sc = c["securityContext"]
         assert sc["runAsNonRoot"] is True
         assert sc["readOnlyRootFilesystem"] is True
+
+
+def test_the_aws_endpoints_serve_the_lambda_handlers_sdks(tree: Path) -> None:
+    docs = build(tree, "kind")
+    aws = _ksvc(docs, "kfaas-aws")
+    container = aws["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["aws-endpoints"]
+    assert container["image"] == "kfaas/platform:0.1.0"
+    env = {e["name"]: e for e in container["env"]}
+    for key in ("KFAAS_AWS_ACCESS_KEY_ID", "KFAAS_AWS_SECRET_ACCESS_KEY"):
+        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "kfaas-aws", "key": key}
+    assert env["AMQP_URL"]["valueFrom"]["secretKeyRef"]["name"] == "kfaas-rabbitmq"
+    labels = aws["spec"]["template"]["metadata"]["labels"]
+    assert labels["kfaas.dev/rabbitmq"] == "client"
+    assert labels["kfaas.dev/smtp"] == "client"
+    assert labels["kfaas.dev/broker"] == "client"
+    binding = by_kind(docs, "SinkBinding")["kfaas-aws-sink"]
+    assert binding["spec"]["subject"]["name"] == "kfaas-aws"
+    secret = by_kind(docs, "Secret")["kfaas-aws"]
+    assert set(secret.get("data") or secret.get("stringData") or {}) == {
+        "KFAAS_AWS_ACCESS_KEY_ID",
+        "KFAAS_AWS_SECRET_ACCESS_KEY",
+    }
+    url = "http://kfaas-aws.kfaas.svc.cluster.local"
+    python = _ksvc(docs, "lambda-orders")["spec"]["template"]["spec"]["containers"][0]
+    image = _ksvc(docs, "lambda-image")["spec"]["template"]["spec"]["containers"][1]
+    for container in (python, image):
+        env = {e["name"]: e for e in container["env"]}
+        for sdk in ("EVENTBRIDGE", "SQS", "SES", "SESV2"):
+            assert env[f"AWS_ENDPOINT_URL_{sdk}"]["value"] == url
+        assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {
+            "name": "kfaas-aws",
+            "key": "KFAAS_AWS_ACCESS_KEY_ID",
+        }
+        assert env["AWS_REGION"]["value"]
+    policy = by_kind(docs, "NetworkPolicy")["knative-services"]
+    selected = policy["spec"]["podSelector"]["matchExpressions"][0]["values"]
+    assert "kfaas-aws" in selected

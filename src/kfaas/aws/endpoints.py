@@ -597,8 +597,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=env("HOST", "0.0.0.0"), help="address (env HOST)")
     parser.add_argument(
         "--broker-url",
-        default=env("KFAAS_BROKER_URL", ""),
-        help="the broker ingress of the default event bus, e.g. http://broker:8080/default (env KFAAS_BROKER_URL)",
+        default=env("KFAAS_BROKER_URL") or env("K_SINK", ""),
+        help="the broker ingress of the default event bus, e.g. http://broker:8080/default (env "
+        "KFAAS_BROKER_URL, else K_SINK: a SinkBinding's)",
     )
     parser.add_argument("--amqp-url", default=env("AMQP_URL", ""), help="RabbitMQ for SQS (env AMQP_URL)")
     parser.add_argument(

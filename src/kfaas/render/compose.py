@@ -1,7 +1,9 @@
 """``docker-compose.yml`` and ``.env.example`` from the function descriptions.
 
 The dev stack: MongoDB (auth on, one user per function created by the one-shot ``mongodb-users`` service),
-RabbitMQ with its management UI, Mailpit, the dev broker, the API gateway and one container per function.
+RabbitMQ with its management UI, Mailpit, the dev broker, the API gateway, one container per function and,
+when a function is ``kind: lambda``, the AWS API endpoints (``aws``: EventBridge, SQS, SES for the handlers'
+AWS SDKs, which get ``AWS_ENDPOINT_URL_*`` and the access key of ``.env``).
 Every service has a healthcheck and waits for what it needs with ``condition: service_healthy``. Passwords
 come from ``.env`` and a missing one stops ``docker compose`` before anything starts (``${VAR:?...}``).
 Host ports bind to 127.0.0.1 only.
@@ -33,6 +35,8 @@ RABBITMQ_IMAGE = "rabbitmq:3.13.7-management"
 MAILPIT_IMAGE = "axllent/mailpit:v1.21.8"
 
 PORT = 8080
+AWS_SERVICE = "aws"  # kfaas aws-endpoints
+AWS_SDK_SERVICES = ("EVENTBRIDGE", "SQS", "SES", "SESV2")  # AWS_ENDPOINT_URL_<service id> of the SDKs
 FUNCTION_URL_TEMPLATE = "http://{name}:8080"
 _REQUIRED = "set it in .env (cp .env.example .env)"
 
@@ -80,6 +84,7 @@ def _function_env(fn: FunctionSpec) -> dict[str, str]:
             return env
         env["KFAAS_DESCRIPTION"] = "/app/function/function.yaml"
         env["PORT"] = str(PORT)
+        env.update(_aws_sdk_env(fn))
         env.update(_service_env(fn))
         return env
     env = {
@@ -91,6 +96,15 @@ def _function_env(fn: FunctionSpec) -> dict[str, str]:
         env["FUNCTION_SIGNATURE_TYPE"] = "cloudevent"  # http: detected (FastAPI apps are served as asgi)
     env["PORT"] = str(PORT)
     env.update(_service_env(fn))
+    return env
+
+
+def _aws_sdk_env(fn: FunctionSpec) -> dict[str, str]:
+    """What an unchanged AWS SDK in a lambda handler reads: kfaas's endpoints, their access key, the region."""
+    env = {f"AWS_ENDPOINT_URL_{s}": f"http://{AWS_SERVICE}:{PORT}" for s in AWS_SDK_SERVICES}
+    env["AWS_ACCESS_KEY_ID"] = _required("KFAAS_AWS_ACCESS_KEY_ID")
+    env["AWS_SECRET_ACCESS_KEY"] = _required("KFAAS_AWS_SECRET_ACCESS_KEY")
+    env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = fn.lambda_.region
     return env
 
 
@@ -126,6 +140,8 @@ def _depends(fn: FunctionSpec) -> dict[str, dict[str, str]]:
         depends["mailpit"] = {"condition": "service_healthy"}
     if fn.publishes:
         depends["broker"] = {"condition": "service_healthy"}
+    if fn.kind == "lambda":
+        depends[AWS_SERVICE] = {"condition": "service_healthy"}
     return depends
 
 
@@ -138,6 +154,7 @@ def lambda_image_service(fn: FunctionSpec) -> dict[str, Any]:
         service["command"] = [fn.handler]  # SAM's ImageConfig.Command (the image's CMD)
     # compose interpolates $NAME: the literal $ of $LATEST is written $$
     env = {k: v.replace("$", "$$") for k, v in lambda_runtime_env(fn).items()}
+    env.update(_aws_sdk_env(fn))
     env.update(_service_env(fn))
     service.update(
         {
@@ -274,6 +291,8 @@ def _services(app: AppSpec) -> dict[str, Any]:
 
     if app.engine is not None:
         services[app.engine.name] = _engine_service(app)
+    if any(fn.kind == "lambda" for fn in app.functions):
+        services[AWS_SERVICE] = _aws_service(app)
     for fn in app.functions:
         services[fn.name] = _function_service(fn, app)
         if fn.lambda_image:
@@ -301,6 +320,30 @@ def _engine_service(app: AppSpec) -> dict[str, Any]:
     return engine
 
 
+def _aws_service(app: AppSpec) -> dict[str, Any]:
+    """``kfaas aws-endpoints``: PutEvents to the broker, SQS to RabbitMQ, SES to Mailpit, SigV4 checked."""
+    aws = _platform_service("aws-endpoints", app)
+    aws["command"] = ["aws-endpoints"]
+    environment = aws["environment"]
+    del environment["KFAAS_FUNCTION_URL_TEMPLATE"]
+    environment.update(
+        KFAAS_BROKER_URL=f"http://broker:{PORT}/{DEFAULT_BROKER}",
+        AMQP_URL=f"amqp://kfaas:{_required('RABBITMQ_PASSWORD')}@rabbitmq:5672/",
+        SMTP_HOST="mailpit",
+        SMTP_PORT="1025",
+        KFAAS_AWS_ACCESS_KEY_ID=_required("KFAAS_AWS_ACCESS_KEY_ID"),
+        KFAAS_AWS_SECRET_ACCESS_KEY=_required("KFAAS_AWS_SECRET_ACCESS_KEY"),
+    )
+    # for SDKs on this machine too (scripts, tests): AWS_ENDPOINT_URL_SQS=http://127.0.0.1:8084
+    aws["ports"] = [f"127.0.0.1:8084:{PORT}"]
+    aws["depends_on"] = {
+        "rabbitmq": {"condition": "service_healthy"},
+        "mailpit": {"condition": "service_healthy"},
+        "broker": {"condition": "service_healthy"},
+    }
+    return aws
+
+
 def _env_example(app: AppSpec) -> str:
     lines = [
         header("compose"),
@@ -315,6 +358,13 @@ def _env_example(app: AppSpec) -> str:
         "# One MongoDB user per function (role and collections from its function.yaml `database`)",
     ]
     lines += [f"{_mongodb_secret_var(fn)}=dev-only-{fn.name}" for fn in mongodb_functions(app)]
+    if any(fn.kind == "lambda" for fn in app.functions):
+        lines += [
+            "",
+            "# The access key of the AWS API endpoints (service aws): the lambda handlers' AWS SDKs sign with it",
+            "KFAAS_AWS_ACCESS_KEY_ID=AKIAKFAASDEVONLY0001",
+            "KFAAS_AWS_SECRET_ACCESS_KEY=dev-only-aws-secret-access-key",
+        ]
     secret_lines = [
         f"{_secret_var(fn, key)}=dev-only-{fn.name}-{key.lower().replace('_', '-')}"
         for fn in app.functions

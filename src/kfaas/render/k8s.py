@@ -52,6 +52,9 @@ GATEWAY = "gateway"
 CONFIG = "kfaas-config"
 RABBITMQ_SECRET = "kfaas-rabbitmq"  # noqa: S105 (the name of a Secret)
 MONGODB_ROOT_SECRET = "kfaas-mongodb"  # noqa: S105 (the name of a Secret)
+AWS_ENDPOINTS = "kfaas-aws"  # kfaas aws-endpoints: EventBridge, SQS and SES for the lambda handlers' SDKs
+AWS_SECRET = "kfaas-aws"  # noqa: S105 (the name of a Secret: the access key the SDKs sign with)
+AWS_SDK_SERVICES = ("EVENTBRIDGE", "SQS", "SES", "SESV2")
 FUNCTION_URL_TEMPLATE = "http://{name}." + NAMESPACE + ".svc.cluster.local"
 USERS_UID = 10999  # the users Job: mongosh needs no particular user, so one that no image or host has
 
@@ -146,6 +149,7 @@ def _function_env(fn: FunctionSpec) -> list[dict[str, Any]]:
             env.append(_value_env("KFAAS_DESCRIPTION", f"/app/functions/{fn.name}/function.yaml"))
             return env  # the services are the Lambda image's to use: its container gets them
         env.append(_value_env("KFAAS_DESCRIPTION", "/app/function/function.yaml"))
+        env += _aws_sdk_env(fn)
         env += _service_env(fn)
         return env
     env = [
@@ -157,6 +161,60 @@ def _function_env(fn: FunctionSpec) -> list[dict[str, Any]]:
         env.append(_value_env("FUNCTION_SIGNATURE_TYPE", "cloudevent"))
     env += _service_env(fn)
     return env
+
+
+def _aws_sdk_env(fn: FunctionSpec) -> list[dict[str, Any]]:
+    """A lambda handler's AWS SDK: kfaas's endpoints (AWS_ENDPOINT_URL_*), their access key, the region."""
+    url = f"http://{AWS_ENDPOINTS}.{NAMESPACE}.svc.cluster.local"
+    env = [
+        _value_env(f"AWS_ENDPOINT_URL_{s}", url)
+        for s in AWS_SDK_SERVICES
+        if f"AWS_ENDPOINT_URL_{s}" not in fn.env
+    ]
+    env += [
+        _secret_env("AWS_ACCESS_KEY_ID", AWS_SECRET, "KFAAS_AWS_ACCESS_KEY_ID"),
+        _secret_env("AWS_SECRET_ACCESS_KEY", AWS_SECRET, "KFAAS_AWS_SECRET_ACCESS_KEY"),
+    ]
+    if not fn.lambda_image:  # an image's runtime container has them from lambda_runtime_env
+        env += [
+            _value_env("AWS_REGION", fn.lambda_.region),
+            _value_env("AWS_DEFAULT_REGION", fn.lambda_.region),
+        ]
+    return env
+
+
+def _aws_endpoints(app: AppSpec) -> list[dict[str, Any]]:
+    """``kfaas aws-endpoints`` when a function is kind lambda: a Knative Service kept warm, K_SINK bound."""
+    if not any(fn.kind == "lambda" for fn in app.functions):
+        return []
+    service = _knative_service(
+        AWS_ENDPOINTS,
+        "aws",
+        image_ref=image(PLATFORM_IMAGE),
+        args=["aws-endpoints"],
+        env=[
+            # K_SINK (the default bus: the broker's ingress) is set by its SinkBinding
+            _secret_env("AMQP_URL", RABBITMQ_SECRET, "AMQP_URL"),
+            _config_env("SMTP_HOST"),
+            _config_env("SMTP_PORT"),
+            _secret_env("KFAAS_AWS_ACCESS_KEY_ID", AWS_SECRET, "KFAAS_AWS_ACCESS_KEY_ID"),
+            _secret_env("KFAAS_AWS_SECRET_ACCESS_KEY", AWS_SECRET, "KFAAS_AWS_SECRET_ACCESS_KEY"),
+        ],
+        uses=["rabbitmq", "smtp"],
+        publishes=True,
+        # Kept warm: a handler's PutEvents or SendMessage waits on it, a cold start would add to each call.
+        annotations={"autoscaling.knative.dev/min-scale": "1", "autoscaling.knative.dev/max-scale": "3"},
+        timeout=30,
+        memory="192Mi",
+        cpu="100m",
+    )
+    binding = {
+        "apiVersion": "sources.knative.dev/v1",
+        "kind": "SinkBinding",
+        "metadata": _meta(f"{AWS_ENDPOINTS}-sink", "sink-binding"),
+        "spec": {"subject": _ref(AWS_ENDPOINTS), "sink": _broker_ref("default")},
+    }
+    return [service, binding]
 
 
 def _service_env(fn: FunctionSpec) -> list[dict[str, Any]]:
@@ -293,7 +351,7 @@ def _lambda_image_container(fn: FunctionSpec) -> dict[str, Any]:
     container: dict[str, Any] = {"name": "function", "image": fn.image}
     if fn.handler:
         container["args"] = [fn.handler]  # SAM's ImageConfig.Command: the handler the image's CMD names
-    env = [_value_env(k, v) for k, v in lambda_runtime_env(fn).items()] + _service_env(fn)
+    env = [_value_env(k, v) for k, v in lambda_runtime_env(fn).items()] + _aws_sdk_env(fn) + _service_env(fn)
     container["env"] = env
     container["resources"] = {
         "requests": {"cpu": fn.cpu, "memory": fn.memory},
@@ -335,7 +393,7 @@ def _platform(app: AppSpec) -> list[dict[str, Any]]:
         memory="128Mi",
         cpu="50m",
     )
-    return [gateway, dead_letters, *_engine(app)]
+    return [gateway, dead_letters, *_aws_endpoints(app), *_engine(app)]
 
 
 def _engine(app: AppSpec) -> list[dict[str, Any]]:
@@ -670,7 +728,8 @@ def _policy(name: str, pods: dict[str, Any], ingress: list[dict[str, Any]]) -> d
 
 def knative_services(app: AppSpec) -> list[str]:
     """The names of every Knative Service of the application: the functions, the gateway, the sink."""
-    return sorted([fn.name for fn in app.functions] + [GATEWAY, DEAD_LETTERS])
+    aws = [AWS_ENDPOINTS] if any(fn.kind == "lambda" for fn in app.functions) else []
+    return sorted([fn.name for fn in app.functions] + [GATEWAY, DEAD_LETTERS, *aws])
 
 
 def _network_policies(app: AppSpec) -> list[dict[str, Any]]:
@@ -869,6 +928,16 @@ def _local_dev_kustomization(app: AppSpec) -> dict[str, Any]:
             {
                 "name": _mongodb_secret(fn),
                 "literals": [f"username={fn.name}", f"password={password}", f"MONGODB_URL={url}"],
+            }
+        )
+    if any(fn.kind == "lambda" for fn in app.functions):
+        secrets.append(
+            {
+                "name": AWS_SECRET,
+                "literals": [
+                    "KFAAS_AWS_ACCESS_KEY_ID=AKIAKFAASDEVONLY0001",
+                    "KFAAS_AWS_SECRET_ACCESS_KEY=dev-only-aws-secret-access-key",
+                ],
             }
         )
     for fn in app.functions:
