@@ -208,6 +208,24 @@ def test_chart_values_and_templates(functions: Path, tmp_path: Path, require_too
         sc = c["securityContext"]
         assert sc["runAsNonRoot"] is True
         assert sc["readOnlyRootFilesystem"] is True
+    # the AWS API endpoints run (a function is kind lambda) and the handlers' SDKs are pointed at them
+    aws = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "rel-kfaas-aws")
+    container = aws["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][0] == "aws-endpoints"
+    secret = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "rel-kfaas-aws")
+    assert set(secret["stringData"]) == {"KFAAS_AWS_ACCESS_KEY_ID", "KFAAS_AWS_SECRET_ACCESS_KEY"}
+    assert len(secret["stringData"]["KFAAS_AWS_SECRET_ACCESS_KEY"]) >= 24
+    orders = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "lambda-orders-env"
+    )
+    assert orders["data"]["AWS_ENDPOINT_URL_SQS"] == "http://rel-kfaas-aws.kfaas-test.svc.cluster.local"
+    assert orders["data"]["AWS_ENDPOINT_URL_EVENTBRIDGE"] == orders["data"]["AWS_ENDPOINT_URL_SES"]
+    keys = {e["name"]: e for e in spec["containers"][1]["env"]}
+    assert keys["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "rel-kfaas-aws"
+    binding = next(
+        d for d in docs if d["kind"] == "SinkBinding" and d["metadata"]["name"] == "rel-kfaas-aws-sink"
+    )
+    assert binding["spec"]["subject"]["name"] == "rel-kfaas-aws"
 
 
 def test_the_aws_endpoints_serve_the_lambda_handlers_sdks(tree: Path) -> None:

@@ -74,6 +74,21 @@ Names of the infrastructure objects.
 {{- define "kfaas.rabbitmq.fullname" -}}{{ include "kfaas.fullname" . }}-rabbitmq{{- end }}
 {{- define "kfaas.gateway.fullname" -}}{{ include "kfaas.fullname" . }}-gateway{{- end }}
 {{- define "kfaas.deadLetter.fullname" -}}{{ include "kfaas.fullname" . }}-dead-letter{{- end }}
+{{- define "kfaas.aws.fullname" -}}{{ include "kfaas.fullname" . }}-aws{{- end }}
+{{- define "kfaas.aws.secretName" -}}{{ .Values.awsEndpoints.existingSecret | default (include "kfaas.aws.fullname" .) }}{{- end }}
+
+{{/*
+"true" when the AWS API endpoints run: awsEndpoints.enabled true, or "auto" and an enabled function is kind lambda.
+*/}}
+{{- define "kfaas.aws.enabled" -}}
+{{- $on := eq (toString .Values.awsEndpoints.enabled) "true" -}}
+{{- if eq (toString .Values.awsEndpoints.enabled) "auto" -}}
+{{- range $name, $fn := .Values.functions -}}
+{{- if and (ne (toString $fn.enabled) "false") (eq (toString $fn.kind) "lambda") }}{{ $on = true }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- if $on }}true{{ end -}}
+{{- end }}
 
 {{/*
 MongoDB host:port list functions connect to (the release's StatefulSet or the existing one).
