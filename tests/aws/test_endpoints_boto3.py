@@ -96,6 +96,8 @@ async def test_boto3_reaches_the_broker_rabbitmq_and_smtp(
         seen = [e for e in watched(record) if e["source"] == "orders"]
         return seen if len(seen) == 2 else None
 
+    eleven = [{"Source": "orders", "DetailType": "OrderProcessed", "Detail": "{}"}] * 11
+    assert _error(lambda: events.put_events(Entries=eleven)) == ("ValidationException", 400)
     seen = await run.eventually(both, 60, "the two events at the trigger's function")
     by_order = {e["detail"]["orderId"]: e for e in seen}
     assert set(by_order) == {"b-1", "b-2"}
@@ -300,6 +302,10 @@ async def test_boto3_reaches_the_broker_rabbitmq_and_smtp(
 
     seen = await run.eventually(from_lambda, 60, "the caller's PutEvents at the watcher")
     assert seen[0]["detail"] == {"orderId": "from-lambda"}
+
+    async def lambda_mail() -> bool:  # the handler's last call: after its event and its message
+        return "order from-lambda" in {str(m["Subject"]) for m in mail_sink.messages}
+
+    await run.eventually(lambda_mail, 30, "the caller's SES email at the SMTP sink")
     caller_messages = await drain_queue(amqp_url, run.extra_env["CALLER_QUEUE"])
     assert [json.loads(m.body) for m in caller_messages] == [{"orderId": "from-lambda"}]
-    assert "order from-lambda" in {str(m["Subject"]) for m in mail_sink.messages}

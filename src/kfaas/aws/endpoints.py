@@ -72,7 +72,9 @@ class _Request:
         self.namespace = namespace
 
 
-def _classify(method: str, path: str, headers: Mapping[str, str], form: dict[str, str] | None) -> _Request:
+def _classify(  # noqa: PLR0911 (one answer per protocol)
+    method: str, path: str, headers: Mapping[str, str], form: dict[str, str] | None
+) -> _Request:
     target = headers.get("x-amz-target", "")
     if target:
         prefix, _, operation = target.partition(".")
@@ -93,8 +95,10 @@ def _classify(method: str, path: str, headers: Mapping[str, str], form: dict[str
         return _Request("ses", "query", action, SES_NS)
     if action in SQS_OPERATIONS or (form is not None and path.count("/") >= 2):
         return _Request("sqs", "query", action, SQS_NS)
-    if action:
-        raise ApiError("InvalidAction", f"The action {action} is not valid for this web service.")
+    if action:  # answered InvalidAction once the signature is checked, in the shape of the signed service
+        if "/ses/aws4_request" in headers.get("authorization", ""):
+            return _Request("ses", "query", action, SES_NS)
+        return _Request("sqs", "query", action, SQS_NS)
     raise ApiError(
         "MissingAction",
         "kfaas serves EventBridge (X-Amz-Target: AWSEvents.*), SQS (AmazonSQS.* or Action=), SES (Action=) and "
@@ -496,11 +500,17 @@ class AwsEndpoints:
                 headers=[],
             )
             message_id = await self.mailer.send_simple(mail)
-        else:
+        elif operation == "SendRawEmail":
             data = _wire.require(form.get("RawMessage.Data"), "RawMessage.Data")
             raw = _b64(data, "RawMessage.Data")
             message_id = await self.mailer.send_raw(
                 raw, form.get("Source"), _wire.members(form, "Destinations.member")
+            )
+        else:
+            raise ApiError(
+                "InvalidAction",
+                f"The action {operation} is not valid for this web service: kfaas serves SendEmail and "
+                "SendRawEmail of SES",
             )
         return _wire.xml_answer(operation, SES_NS, {"MessageId": message_id}, rid)
 
