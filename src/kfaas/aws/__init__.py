@@ -14,7 +14,13 @@ image (``image``). This part serves it under ``kfaas serve``:
   or one Lambda image's client beside kfaas's container;
 - ``_config``: the description, read without the description model (a function container skips pydantic);
 - ``_context``, ``_errors``: Lambda's context object and its error objects;
-- ``invoke``: ``kfaas invoke <function> --event <file>``.
+- ``invoke``: ``kfaas invoke <function> --event <file>``;
+- ``endpoints``: ``kfaas aws-endpoints``, the parts of the EventBridge, SQS and SES APIs that handlers call
+  (``PutEvents`` to the broker's ingress, ``SendMessage`` to RabbitMQ, ``SendEmail`` to SMTP), AWS Signature V4
+  checked (``_sigv4``, with botocore's signer), in the protocols' wire formats (``_wire``); ``_eventbridge``,
+  ``_sqs``, ``_ses`` do each API's work. A platform service, not a function container: it stands on the
+  base, the events part and the external contracts of the broker, RabbitMQ and SMTP, never on the runtime,
+  the broker's code or the spec (an import rule).
 
 May import: the runtime (it stands above it: it hands the runtime a Target), the events part and the shared
 base. Never the broker, the gateway, render or dev; the spec only in ``invoke`` (a command, not a function

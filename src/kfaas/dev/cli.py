@@ -246,7 +246,8 @@ class _Dev:
         self.engine: Any = None
         self.mongo: Any = None
         self.aws_port = getattr(args, "aws_port", 0) or args.port + 3
-        self.aws_credentials: dict[str, str] = {}
+        self.aws_credentials: dict[str, str] = {}  # the key the lambda functions get
+        self.aws_extra: dict[str, str] = {}  # AWS_ACCESS_KEY_ID of this environment, accepted as well
         wants_aws = any(f.kind == "lambda" for f in app.functions) or getattr(args, "aws_endpoints", False)
         self.aws_wanted = wants_aws and not getattr(args, "no_aws_endpoints", False)
 
@@ -355,6 +356,9 @@ class _Dev:
             import secrets
 
             self.aws_credentials = {"AKIAKFAASDEV" + secrets.token_hex(4).upper(): secrets.token_urlsafe(30)}
+        # a key of this environment (e.g. the object store's) is what the functions inherit: accept it too
+        key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+        self.aws_extra = {key: secret} if key and secret else {}
         return None
 
     async def _release(self) -> None:
@@ -427,7 +431,8 @@ class _Dev:
             url = f"http://{self.args.host}:{self.aws_port}"
             ((key, secret),) = self.aws_credentials.items()
             aws = {f"AWS_ENDPOINT_URL_{s}": url for s in ("EVENTBRIDGE", "SQS", "SES", "SESV2")}
-            aws.update(AWS_ACCESS_KEY_ID=key, AWS_SECRET_ACCESS_KEY=secret)
+            if not self.aws_extra:  # else the functions keep the key of this environment
+                aws.update(AWS_ACCESS_KEY_ID=key, AWS_SECRET_ACCESS_KEY=secret)
         for spec in self.app.functions:
             port = free_port()
             env = function_env(spec, port, self.services, os.environ, sink)
@@ -502,7 +507,7 @@ class _Dev:
         from kfaas.base.asgi import Limits
 
         endpoints = AwsEndpoints(
-            self.aws_credentials,
+            {**self.aws_credentials, **self.aws_extra},
             broker_url=f"{self.ingress}/default" if self.app.brokers else None,
             amqp_url=os.environ.get("AMQP_URL") or None,
             smtp=SmtpSettings.from_env(self.services),
