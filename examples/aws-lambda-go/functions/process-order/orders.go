@@ -1,18 +1,21 @@
 package main
 
 // The orderService and eventBridge the seed's ProcessOrder calls: the order stored once in MongoDB (the
-// collection TABLE_NAME, default orders), and its event sent to the broker as a CloudEvent (K_SINK, which
-// kfaas sets for a function that publishes): type = DetailType, source = Source, data = Detail.
+// collection TABLE_NAME, default orders), and its event put with EventBridge's PutEvents through the AWS SDK
+// for Go v2, as on AWS. On kfaas the SDK's standard setting AWS_ENDPOINT_URL_EVENTBRIDGE (set for every
+// kind: lambda function) points it at kfaas's AWS API endpoints, which put the event on the broker as a
+// CloudEvent: type = DetailType, source = Source, data = Detail.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"os"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
@@ -46,40 +49,44 @@ func (s *mongoOrders) Process(ctx context.Context, order *Order) error {
 	return err
 }
 
-type sinkPublisher struct{ client *http.Client }
+type sdkEventBridge struct {
+	client *eventbridge.Client
+	err    error // the SDK's configuration could not be loaded: every PutEvents says why
+}
 
-var eventBridge = &sinkPublisher{client: &http.Client{Timeout: 10 * time.Second}}
+var eventBridge = newEventBridge()
 
-// PutEvents sends one event, {Source, DetailType, Detail}, to the broker in CloudEvents binary mode.
-func (p *sinkPublisher) PutEvents(ctx context.Context, event map[string]interface{}) error {
-	sink := os.Getenv("K_SINK")
-	if sink == "" {
-		return fmt.Errorf("no event sink: set K_SINK (kfaas sets it for a function with publishes: true)")
+func newEventBridge() *sdkEventBridge {
+	cfg, err := config.LoadDefaultConfig(context.Background())
+	if err != nil {
+		return &sdkEventBridge{err: err}
+	}
+	return &sdkEventBridge{client: eventbridge.NewFromConfig(cfg)}
+}
+
+// PutEvents puts one event, {Source, DetailType, Detail}, on the default event bus; an entry the service
+// did not take is an error (PutEvents answers 200 with the entry's ErrorCode then).
+func (p *sdkEventBridge) PutEvents(ctx context.Context, event map[string]interface{}) error {
+	if p.err != nil {
+		return fmt.Errorf("loading the AWS SDK's configuration: %w", p.err)
 	}
 	detail, err := json.Marshal(event["Detail"])
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sink, bytes.NewReader(detail))
+	out, err := p.client.PutEvents(ctx, &eventbridge.PutEventsInput{
+		Entries: []types.PutEventsRequestEntry{{
+			Source:     aws.String(fmt.Sprint(event["Source"])),
+			DetailType: aws.String(fmt.Sprint(event["DetailType"])),
+			Detail:     aws.String(string(detail)),
+		}},
+	})
 	if err != nil {
 		return err
 	}
-	id := fmt.Sprintf("%v-%v", event["DetailType"], time.Now().UnixNano())
-	if d, ok := event["Detail"].(map[string]interface{}); ok && d["orderId"] != nil {
-		id = fmt.Sprintf("%v-%v", event["DetailType"], d["orderId"])
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Ce-Specversion", "1.0")
-	req.Header.Set("Ce-Id", id)
-	req.Header.Set("Ce-Source", fmt.Sprint(event["Source"]))
-	req.Header.Set("Ce-Type", fmt.Sprint(event["DetailType"]))
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("the broker refused the event: %s", resp.Status)
+	if out.FailedEntryCount > 0 {
+		entry := out.Entries[0]
+		return fmt.Errorf("event not put: %s: %s", aws.ToString(entry.ErrorCode), aws.ToString(entry.ErrorMessage))
 	}
 	return nil
 }
