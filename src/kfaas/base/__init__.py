@@ -4,6 +4,7 @@
 - ``log``: JSON log lines on stderr;
 - ``inflight``: requests in progress, for draining on SIGTERM;
 - ``asgi``: small ASGI helpers (JSON answers, the request limits, bounded body readers);
+- ``amqp``: opening aio-pika's robust connection so that a failed attempt leaves nothing unclosed;
 - ``urls``: service URLs with the password hidden, for messages;
 - ``errors``: the error types whose meaning crosses parts (``KfaasError``, ``InvalidEvent``, ...);
 - ``version``: the package version.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from kfaas.base.amqp import connect_robust
 from kfaas.base.urls import redact
 
 if TYPE_CHECKING:
@@ -40,7 +41,8 @@ async def connect(url: str, *, name: str, timeout: float = CONNECT_TIMEOUT) -> A
 
     properties: dict[str, Any] = {"connection_name": name}
     try:
-        return await asyncio.wait_for(aio_pika.connect_robust(url, client_properties=properties), timeout)
+        # a connect that fails or times out is closed by connect_robust: nothing is left unclosed
+        return await asyncio.wait_for(connect_robust(url, client_properties=properties), timeout)
     except (TimeoutError, OSError, aio_pika.exceptions.AMQPError, ValueError) as exc:
         raise RabbitMQUnreachable(
             f"RabbitMQ at {redact(url)} is not reachable: {describe_failure(exc)}"

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from kfaas.base.amqp import connect_robust
 from kfaas.base.asgi import Limits
 from kfaas.base.inflight import InFlight
 from kfaas.broker._names import PREFIX, QUORUM, connection_ready, event_to_amqp, triggers_of
@@ -103,9 +104,7 @@ class DeadLetterSink:
         async with self._lock:
             try:
                 if self._connection is None or self._connection.is_closed:
-                    self._connection = await asyncio.wait_for(
-                        aio_pika.connect_robust(self.amqp_url), CONNECT_TIMEOUT
-                    )
+                    self._connection = await connect_robust(self.amqp_url, timeout=CONNECT_TIMEOUT)
                     self._channel = None
                     self._declared.clear()
                 if not self._connection.connected.is_set():
