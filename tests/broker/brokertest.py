@@ -128,7 +128,7 @@ class Harness:
         names: set[tuple[str, str]] = set()
         for broker in self.brokers:
             for ref in broker.triggers:
-                names |= {("q", ref.queue), ("q", ref.dead_letter_queue), ("x", ref.exchange)}
+                names |= {("q", queue) for queue in ref.queues} | {("x", ref.exchange)}
             await broker.stop()
         for task in self.servers:
             task.cancel()

@@ -238,3 +238,93 @@ async def test_ingress_modes_and_errors(harness: Harness) -> None:
     got = await sub.wait_for(5)
     assert sorted(e["id"] for e in got) == ["b1", "k1", "k2", "n1", "s1"]
     assert next(e for e in got if e["id"] == "s1").data == {"a": 1}
+
+
+async def test_a_retrying_event_leaves_its_slot_to_healthy_events(harness: Harness) -> None:
+    """Poison events (a retryable 500 every time) wait for their retries in RabbitMQ, not in a delivery
+    slot: with both slots of the trigger taken by them, healthy events still flow at once."""
+
+    def poison_fails(ev: CloudEvent, _n: int) -> Reply:
+        return (500, {}, b"boom") if ev["id"].startswith("poison") else (202, {}, b"")
+
+    sub = await harness.subscriber("mixed", poison_fails)
+    delivery = {"retry": 3, "backoffPolicy": "linear", "backoffDelay": "PT1S"}
+    broker = await harness.broker(fn("mixed", {"name": "t", "parallelism": 2, "delivery": delivery}))
+    started = asyncio.get_running_loop().time()
+    for i in range(2):
+        await broker.publish("default", event(id=f"poison-{i}"))
+    await sub.wait_for(2)  # both slots have met a poison event
+    for i in range(10):
+        await broker.publish("default", event(id=f"healthy-{i}"))
+
+    def healthy() -> list[float]:
+        return [t for e, t in zip(sub.events, sub.times, strict=True) if e["id"].startswith("healthy")]
+
+    for _ in range(100):
+        if len(healthy()) == 10:
+            break
+        await asyncio.sleep(0.02)
+    assert len(healthy()) == 10
+    assert max(healthy()) - started < 1.0  # before the first retry (1 s) of the poison events
+    (ref,) = broker.triggers
+    dead = await dead_letters(harness, ref.dead_letter_queue, timeout=15)
+    assert sorted(m.headers["ce-id"] for m in dead) == ["poison-0", "poison-1"]  # type: ignore[attr-defined]
+    assert all("x-kfaas-retries" not in m.headers and "x-death" not in m.headers for m in dead)  # type: ignore[attr-defined]
+    assert sum(e["id"] == "poison-0" for e in sub.events) == 4  # 1 attempt + 3 retries
+
+
+async def test_a_broker_restart_does_not_start_an_events_retries_over(harness: Harness) -> None:
+    """The retry count travels with the event (its x-kfaas-retries header), so an event waiting for its
+    retry when the broker stops is retried where it left off by the next broker."""
+    sub = await harness.subscriber("always-fails", lambda _e, _n: (503, {}, b"down"))
+    delivery = {"retry": 3, "backoffPolicy": "linear", "backoffDelay": "PT0.5S"}
+    spec = fn("always-fails", {"name": "t", "parallelism": 2, "delivery": delivery})
+    first = await harness.broker(spec)
+    await first.publish("default", event(id="e-1"))
+    await sub.wait_for(2)  # the first attempt and retry 1; now it waits 1 s for retry 2
+    await asyncio.sleep(0.2)  # (an attempt cut short by the stop would count again: at-least-once)
+    await first.stop()
+    await asyncio.sleep(1.2)  # it returned to the trigger's queue meanwhile, with its count
+    second = await harness.broker(spec)
+    (ref,) = second.triggers
+    dead = await dead_letters(harness, ref.dead_letter_queue, timeout=10)
+    assert [m.headers["ce-id"] for m in dead] == ["e-1"]  # type: ignore[attr-defined]
+    await asyncio.sleep(0.3)
+    assert len(sub.events) == 4  # 1 attempt + 3 retries in all, across the two brokers
+
+
+async def test_fifo_keeps_order_when_the_broker_restarts_while_the_head_event_waits(harness: Harness) -> None:
+    def head_fails_twice(ev: CloudEvent, _n: int) -> Reply:
+        tries = sum(1 for e in sub.events if e["id"] == ev["id"])
+        return (500, {}, b"") if ev["id"] == "0" and tries <= 2 else (202, {}, b"")
+
+    sub = await harness.subscriber("ordered", head_fails_twice)
+    delivery = {"retry": 3, "backoffPolicy": "linear", "backoffDelay": "PT0.5S"}
+    spec = fn("ordered", {"name": "t", "parallelism": 1, "delivery": delivery})
+    first = await harness.broker(spec)
+    await first.publish("default", event(id="0"))
+    await sub.wait_for(1)
+    await asyncio.sleep(0.1)  # "0" now waits for its first retry
+    await first.stop()
+    for i in range(1, 6):  # later events queue up behind it while no broker runs
+        await first_publish(harness, i)
+    await harness.broker(spec)
+    await sub.wait_for(8)
+    assert [e["id"] for e in sub.events] == ["0", "0", "0", "1", "2", "3", "4", "5"]
+
+
+async def first_publish(harness: Harness, i: int) -> None:
+    """Publish to the trigger's exchange as the ingress would, with no broker running."""
+    import aio_pika
+
+    from kfaas.broker._names import broker_exchange, event_to_amqp
+
+    headers, content_type, body = event_to_amqp(event(id=str(i)))
+    connection = await aio_pika.connect(harness.amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(broker_exchange(harness.namespace, "default"))
+        await exchange.publish(
+            aio_pika.Message(body, headers=headers, content_type=content_type, delivery_mode=2),
+            routing_key="",
+        )

@@ -196,7 +196,7 @@ async def delete_rabbitmq_names(amqp_url: str, run: DevRun) -> None:
     async with connection:
         channel = await connection.channel()
         for ref in triggers_of(app, run.namespace):
-            for queue in (ref.queue, ref.dead_letter_queue):
+            for queue in ref.queues:
                 await channel.queue_delete(queue)
         for broker in app.brokers:
             await channel.exchange_delete(broker_exchange(run.namespace, broker))

@@ -10,12 +10,16 @@ eventing-rabbitmq broker (docs/broker.md says what it does and what it lacks):
   408/413/431 JSON over the request limits of ``kfaas.base.asgi`` (413 also over RabbitMQ's own
   ``max_message_size``), 503 when RabbitMQ is down;
 - per broker a durable headers exchange ``b.<namespace>.<broker>``; per trigger a quorum queue
-  ``t.<namespace>.<function>-<trigger>`` bound with the trigger's exact attribute filter, and a quorum
-  dead-letter queue ``….dlq``;
-- delivery per trigger: ``parallelism`` events in flight (1 = FIFO: the next event waits while one is
-  retried), ``retry`` with linear or exponential backoff, a per-attempt ``timeout``, then the dead-letter
-  queue with ``knativeerrordest``, ``knativeerrorcode`` and ``knativeerrordata`` (base64); the message is
-  acked only after the subscriber answered or the dead letter was confirmed;
+  ``t.<namespace>.<function>-<trigger>`` bound with the trigger's exact attribute filter, a quorum
+  dead-letter queue ``….dlq``, quorum wait queues ``….wait.<ms>ms`` (one per retry delay) and, for
+  parallelism 1, a due queue ``….due``;
+- delivery per trigger: ``parallelism`` events in flight, ``retry`` with linear or exponential backoff, a
+  per-attempt ``timeout``, then the dead-letter queue with ``knativeerrordest``, ``knativeerrorcode`` and
+  ``knativeerrordata`` (base64). A retrying event waits in RabbitMQ (a wait queue whose TTL is the delay
+  dead-letters it back), with its retry count in the ``x-kfaas-retries`` header: it holds no delivery
+  slot, and a broker restart does not start its retries over. Parallelism 1 stays FIFO: the trigger takes
+  no next event while its event waits. A message is acked only after its outcome is safe (answered, or its
+  copy in a wait queue or its dead letter confirmed);
 - a 200 answer carrying a CloudEvent is published back to the same broker;
 - sources: queue (RabbitmqSource) and ping (PingSource) from the descriptions.
 
@@ -35,8 +39,8 @@ Embedding it (what ``kfaas dev`` does)::
 exchange and trigger queue (tests use a unique one); a queue source's queue keeps its own name, as on
 Knative. ``start`` (or ``connect`` first) claims both on RabbitMQ: a second broker in the namespace, or a
 second consumer of a source queue, is refused with ``BrokerConflict`` naming the holder (``_claims``); a
-RabbitMQ that does not answer gives ``RabbitMQUnreachable`` naming the URL. The clock drives backoff waits
-and ping schedules (``ManualClock`` in tests).
+RabbitMQ that does not answer gives ``RabbitMQUnreachable`` naming the URL. The clock drives ping schedules
+and the queue source's waits (``ManualClock`` in tests); retry waits happen in RabbitMQ.
 ``await broker.publish("default", event)`` sends an event without HTTP. ``serve_ingress(broker, host,
 port)`` serves the ingress with granian in the running loop until cancelled.
 

@@ -34,6 +34,7 @@ from kfaas.broker._names import (
     ERROR_DEST,
     PREFIX,
     QUORUM,
+    RETRIES,
     BrokerUnavailable,
     TriggerRef,
     amqp_headers_to_http,
@@ -41,7 +42,9 @@ from kfaas.broker._names import (
     connection_ready,
     error_data,
     event_to_amqp,
+    own_headers,
     triggers_of,
+    wait_arguments,
 )
 from kfaas.broker._sources import build_sources
 from kfaas.events import STRUCTURED, parse_events
@@ -90,8 +93,9 @@ class DevBroker:
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractRobustChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
-        self._dead_letter_channel: AbstractChannel | None = None
-        self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._control_channel: AbstractChannel | None = None  # dead letters and retries: confirmed, mandatory
+        self._declared: set[str] = set()
+        self._dispatchers: list[_Dispatcher] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._http: HttpClient | None = None
         self._stopping = False
@@ -138,9 +142,7 @@ class DevBroker:
             self._exchanges[broker] = await self._publish_channel.declare_exchange(
                 broker_exchange(self.namespace, broker), ExchangeType.HEADERS, durable=True
             )
-        self._dead_letter_channel = await self._connection.channel(
-            publisher_confirms=True, on_return_raises=True
-        )
+        self._control_channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         for ref in self.triggers:
             await self._start_trigger(ref)
         if self._with_sources:
@@ -162,10 +164,9 @@ class DevBroker:
         for source in self._sources:
             await source.stop()
         self._sources = []
-        for queue, tag in self._consumers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(queue.cancel(tag), 2.0)
-        self._consumers.clear()
+        for dispatcher in self._dispatchers:
+            await dispatcher.stop()
+        self._dispatchers.clear()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -255,60 +256,130 @@ class DevBroker:
         await queue.bind(ref.exchange, routing_key="", arguments=ref.binding_arguments)
         if ref.delivery.dead_letter:
             await channel.declare_queue(ref.dead_letter_queue, durable=True, arguments=QUORUM)
+        dispatcher = _Dispatcher(self, ref, queue)
+        self._dispatchers.append(dispatcher)
+        if ref.fifo:
+            # declared now, so that a retry left waiting by an earlier run is seen before anything else
+            for name in ref.wait_queues:
+                await self._declare_wait_queue(ref, name)
+            dispatcher.due = await channel.declare_queue(ref.due_queue, durable=True, arguments=QUORUM)
+            dispatcher.in_retry = await dispatcher.count_waiting()  # before anything is consumed
+            await dispatcher.consume_due()
+            if dispatcher.in_retry:
+                log.info("trigger %s: an event is waiting for its retry; later events wait for it", ref.name)
+                return
+        await dispatcher.resume()
 
-        async def on_message(message: AbstractIncomingMessage) -> None:
-            task = asyncio.current_task()
-            if task is not None:
-                self._tasks.add(task)
-            try:
-                await self._deliver(ref, message)
-            finally:
-                if task is not None:
-                    self._tasks.discard(task)
+    def _track(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-        tag = await queue.consume(on_message, no_ack=False)
-        self._consumers.append((queue, tag))
+    async def _deliver(
+        self, ref: TriggerRef, message: AbstractIncomingMessage, dispatcher: _Dispatcher, from_due: bool
+    ) -> None:
+        """One attempt; then ack, send the event to wait for its next retry, or dead-letter it.
 
-    async def _deliver(self, ref: TriggerRef, message: AbstractIncomingMessage) -> None:
-        """Deliver with retries (the next event of a parallelism-1 trigger waits), then ack or dead-letter."""
+        A retrying event does not stay in the dispatcher while it waits: it is published to the trigger's
+        wait queue for that delay (with its retry count in the ``x-kfaas-retries`` header) and acked, so its
+        slot goes to the next event and a restart of the broker does not start its retries over. A FIFO
+        trigger (parallelism 1) stops taking events from its queue until the retried event is done.
+        """
         assert self._http is not None
         url = self.resolve_url(ref.function.name)
         headers = amqp_headers_to_http(message.headers, message.content_type)
         headers["prefer"] = "reply"
         delivery = ref.delivery
-        attempt = 0
-        while True:
-            code, body, retryable, response = await self._attempt(url, headers, message.body, ref)
-            if response is not None and 200 <= code < 300:
-                if code == 200:
-                    await self._reply(ref, response)
-                await _ack(message)
-                return
-            if retryable and attempt < delivery.retry:
-                attempt += 1
-                delay = delivery.delay_for(attempt)
-                log.info(
-                    "trigger %s: event %s failed (%s), retry %d/%d in %.3fs",
-                    ref.name,
-                    headers.get("ce-id"),
-                    code,
-                    attempt,
-                    delivery.retry,
-                    delay,
-                )
-                await self.clock.sleep(delay)
-                continue
-            break
+        retries = _retries(message)
+        code, body, retryable, response = await self._attempt(url, headers, message.body, ref)
+        if response is not None and 200 <= code < 300:
+            if code == 200:
+                await self._until_confirmed(message, lambda: self._reply(ref, response))
+            await _ack(message)
+            await dispatcher.done(from_due)
+            return
+        if retryable and retries < delivery.retry:
+            retry = retries + 1
+            log.info(
+                "trigger %s: event %s failed (%s), retry %d/%d in %.3fs",
+                ref.name,
+                headers.get("ce-id"),
+                code,
+                retry,
+                delivery.retry,
+                ref.wait_ms(retry) / 1000,
+            )
+            await self._until_confirmed(message, lambda: self._to_wait_queue(ref, message, retry))
+            if ref.fifo and not from_due:
+                dispatcher.in_retry += 1
+                await dispatcher.pause()  # before the ack: the next event must not be delivered meanwhile
+            await _ack(message)
+            return
         log.warning(
             "trigger %s: event %s failed for good (%s) after %d attempt(s)",
             ref.name,
             headers.get("ce-id"),
             code,
-            attempt + 1,
+            retries + 1,
         )
         if delivery.dead_letter:
-            await self._dead_letter(ref, message, url, code, body)
+            await self._until_confirmed(message, lambda: self._dead_letter(ref, message, url, code, body))
         await _ack(message)
+        await dispatcher.done(from_due)
+
+    async def _until_confirmed(
+        self, message: AbstractIncomingMessage, publish: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Retry ``publish`` while RabbitMQ does not confirm it, holding the message (its order too).
+
+        If the connection is gone, so is the delivery: RabbitMQ delivers the unacked message again, and
+        this stops trying.
+        """
+        delay = 0.1
+        while True:
+            try:
+                await publish()
+                return
+            except BrokerUnavailable as exc:
+                if self._stopping or message.channel.is_closed:
+                    raise
+                log.warning("publish not confirmed, retrying in %.1fs: %s", delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _declare_wait_queue(self, ref: TriggerRef, name: str) -> None:
+        if name in self._declared:
+            return
+        assert self._control_channel is not None
+        ms = ref.wait_queues[name]
+        await self._control_channel.declare_queue(
+            name, durable=True, arguments=wait_arguments(ms, ref.retry_target)
+        )
+        self._declared.add(name)
+
+    async def _to_wait_queue(self, ref: TriggerRef, message: AbstractIncomingMessage, retry: int) -> None:
+        assert self._control_channel is not None
+        name = ref.wait_queue(ref.wait_ms(retry))
+        try:
+            await self._declare_wait_queue(ref, name)
+        except (
+            aio_pika.exceptions.AMQPError,
+            aiormq.exceptions.ChannelInvalidStateError,
+            RuntimeError,
+        ) as exc:
+            raise BrokerUnavailable(f"cannot declare {name}: {exc!r}") from exc
+        waiting = aio_pika.Message(
+            message.body,
+            headers={**own_headers(message.headers), RETRIES: retry},
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            timestamp=message.timestamp,
+        )
+        await self._confirmed(
+            self._control_channel.default_exchange.publish(waiting, routing_key=name, mandatory=True)
+        )
 
     async def _attempt(
         self, url: str, headers: dict[str, str], body: bytes, ref: TriggerRef
@@ -340,8 +411,8 @@ class DevBroker:
     async def _dead_letter(
         self, ref: TriggerRef, message: AbstractIncomingMessage, url: str, code: int, body: bytes
     ) -> None:
-        assert self._dead_letter_channel is not None
-        headers = dict(message.headers or {})
+        assert self._control_channel is not None
+        headers = own_headers(message.headers)
         headers[PREFIX + ERROR_DEST] = url
         headers[PREFIX + ERROR_CODE] = str(code)
         headers[PREFIX + ERROR_DATA] = error_data(body)
@@ -354,7 +425,7 @@ class DevBroker:
             timestamp=self.clock.now(),
         )
         await self._confirmed(
-            self._dead_letter_channel.default_exchange.publish(
+            self._control_channel.default_exchange.publish(
                 dead, routing_key=ref.dead_letter_queue, mandatory=True
             )
         )
@@ -364,6 +435,82 @@ class DevBroker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _retries(message: AbstractIncomingMessage) -> int:
+    value: Any = (message.headers or {}).get(RETRIES, 0)
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+class _Dispatcher:
+    """The consumers of one trigger: its queue and, for a FIFO trigger, its due queue.
+
+    A FIFO trigger's queue is consumed only while none of its events waits for a retry: the waiting event
+    comes back through the due queue, and the trigger goes on with its queue once that event is done.
+    """
+
+    def __init__(self, broker: DevBroker, ref: TriggerRef, queue: AbstractQueue) -> None:
+        self.broker = broker
+        self.ref = ref
+        self.queue = queue
+        self.due: AbstractQueue | None = None
+        self.in_retry = 0  # FIFO: events between a failed attempt and their outcome (the queue waits)
+        self._tag: str | None = None
+        self._due_tag: str | None = None
+        self._lock = asyncio.Lock()
+
+    def _handler(self, from_due: bool) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            self.broker._track()
+            try:
+                await self.broker._deliver(self.ref, message, self, from_due)
+            except BrokerUnavailable as exc:  # unacked, the event comes back once RabbitMQ is
+                log.warning("trigger %s: RabbitMQ went away mid-delivery: %s", self.ref.name, exc)
+
+        return on_message
+
+    async def resume(self) -> None:
+        async with self._lock:
+            if self._tag is None and not self.broker._stopping:
+                self._tag = await self.queue.consume(self._handler(False), no_ack=False)
+
+    async def pause(self) -> None:
+        async with self._lock:
+            if self._tag is not None:
+                tag, self._tag = self._tag, None
+                await self.queue.cancel(tag)
+
+    async def consume_due(self) -> None:
+        assert self.due is not None
+        self._due_tag = await self.due.consume(self._handler(True), no_ack=False)
+
+    async def count_waiting(self) -> int:
+        """Events of this FIFO trigger in its wait queues and its due queue (read before consuming)."""
+        assert self.broker._control_channel is not None
+        channel = self.broker._control_channel
+        count = 0
+        for name in [*self.ref.wait_queues, self.ref.due_queue]:
+            declared = await channel.declare_queue(name, passive=True)
+            count += declared.declaration_result.message_count or 0
+        return count
+
+    async def done(self, from_due: bool) -> None:
+        """An event reached its outcome; once no event of a FIFO trigger is in retry, it takes the next."""
+        if not from_due:
+            return
+        self.in_retry = max(0, self.in_retry - 1)
+        if not self.in_retry:
+            await self.resume()
+
+    async def stop(self) -> None:
+        for queue, tag in ((self.queue, self._tag), (self.due, self._due_tag)):
+            if queue is not None and tag is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(queue.cancel(tag), 2.0)
+        self._tag = self._due_tag = None
 
 
 async def _ack(message: AbstractIncomingMessage) -> None:

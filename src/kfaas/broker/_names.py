@@ -28,6 +28,7 @@ __all__ = [
     "ERROR_EXTENSIONS",
     "PREFIX",
     "QUORUM",
+    "RETRIES",
     "BrokerUnavailable",
     "TriggerRef",
     "amqp_headers_to_http",
@@ -41,6 +42,33 @@ PREFIX = "ce-"
 QUORUM: dict[str, Any] = {
     "x-queue-type": "quorum"
 }  # every queue of the broker (and its dead letters) is a quorum queue
+
+
+RETRIES = "x-kfaas-retries"  # AMQP header: retries an event has had so far (absent = first delivery)
+# headers RabbitMQ adds when it dead-letters or redelivers a message: not copied into a message we publish
+_RABBITMQ_HEADERS = ("x-death", "x-first-death-", "x-last-death-", "x-delivery-count")
+
+
+def own_headers(headers: dict[str, Any] | None) -> dict[str, Any]:
+    """A message's headers without RabbitMQ's dead-letter and delivery bookkeeping and without RETRIES."""
+    return {k: v for k, v in (headers or {}).items() if k != RETRIES and not k.startswith(_RABBITMQ_HEADERS)}
+
+
+def wait_arguments(ttl_ms: int, target: str) -> dict[str, Any]:
+    """A wait queue: every message stays ``ttl_ms``, then RabbitMQ dead-letters it to the queue ``target``.
+
+    One queue per delay, because RabbitMQ expires messages only at the head of a queue: with one TTL per
+    queue the head is always the first to expire. At-least-once dead-lettering (RabbitMQ 3.10+, quorum
+    queues, with reject-publish overflow) keeps a message until the target queue has confirmed it.
+    """
+    return {
+        **QUORUM,
+        "x-message-ttl": ttl_ms,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": target,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
 
 
 class BrokerUnavailable(RuntimeError):
@@ -89,6 +117,43 @@ class TriggerRef:
     @property
     def dead_letter_queue(self) -> str:
         return f"t.{self.namespace}.{self.name}.dlq"
+
+    @property
+    def fifo(self) -> bool:
+        """Parallelism 1: events reach the function in the order they arrived, retries included."""
+        return self.trigger.parallelism == 1
+
+    @property
+    def due_queue(self) -> str:
+        """Where a FIFO trigger's retrying event returns after its wait (the trigger waits for it)."""
+        return f"t.{self.namespace}.{self.name}.due"
+
+    def wait_ms(self, retry: int) -> int:
+        """The wait before retry number ``retry`` (1-based), in whole milliseconds."""
+        return round(self.delivery.delay_for(retry) * 1000)
+
+    def wait_queue(self, ms: int) -> str:
+        """The queue where retrying events wait ``ms`` milliseconds."""
+        return f"t.{self.namespace}.{self.name}.wait.{ms}ms"
+
+    @property
+    def wait_queues(self) -> dict[str, int]:
+        """Every wait queue the trigger's delivery policy uses, with its delay in milliseconds."""
+        delays = sorted({self.wait_ms(n) for n in range(1, self.delivery.retry + 1)})
+        return {self.wait_queue(ms): ms for ms in delays}
+
+    @property
+    def retry_target(self) -> str:
+        """Where a wait queue sends an event back: the due queue (FIFO) or the trigger's own queue."""
+        return self.due_queue if self.fifo else self.queue
+
+    @property
+    def queues(self) -> list[str]:
+        """Every queue of the trigger: its own, the wait queues, the due queue (FIFO), the dead letters."""
+        names = [self.queue, *self.wait_queues]
+        if self.fifo:
+            names.append(self.due_queue)
+        return [*names, self.dead_letter_queue]
 
     @property
     def delivery(self) -> Delivery:
