@@ -20,17 +20,33 @@ from kfaas.base.errors import (
     ServiceUnavailable,
 )
 from kfaas.base.version import __version__
-from kfaas.runtime.context import Context
+from kfaas.runtime.context import Claim, Context
 from kfaas.runtime.settings import Settings
 from kfaas.runtime.targets import cloud_event, http
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from kfaas.runtime.outbox import OutboxMessage
+
+
+def __getattr__(name: str) -> object:
+    # imported on first use: a function that sends no outbox message does not pay for it at start-up
+    if name == "OutboxMessage":
+        from kfaas.runtime.outbox import OutboxMessage
+
+        return OutboxMessage
+    raise AttributeError(f"module 'kfaas' has no attribute {name!r}")
+
+
 __all__ = [
     "AlreadyDone",
+    "Claim",
     "ConfigurationError",
     "Context",
     "InProgress",
     "InvalidEvent",
     "KfaasError",
+    "OutboxMessage",
     "ServiceUnavailable",
     "Settings",
     "__version__",

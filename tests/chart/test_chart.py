@@ -219,6 +219,8 @@ def test_function_env_configmap() -> None:
     assert "PORT" not in data  # Knative sets PORT and refuses it in a container's env
     cloud = by_name(objs, "ConfigMap", "process-order-env")["data"]
     assert cloud["FUNCTION_SIGNATURE_TYPE"] == "cloudevent"
+    ksvc = by_name(objs, "Service", "process-order", "serving.knative.dev")
+    assert cloud["KFAAS_TIMEOUT"] == str(ksvc["spec"]["template"]["spec"]["timeoutSeconds"])
 
 
 def _pod_specs(objs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:

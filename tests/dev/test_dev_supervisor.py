@@ -161,5 +161,6 @@ def test_each_function_gets_only_the_services_it_uses() -> None:
     assert "K_SINK" not in env  # it does not publish
     assert (env["PORT"], env["HOST"], env["KFAAS_FUNCTION"]) == ("9000", "127.0.0.1", "f")
     assert env["FUNCTION_SIGNATURE_TYPE"] == "cloudevent"
+    assert env["KFAAS_TIMEOUT"] == "30"  # the description's timeout: the runtime ends an invocation there
     assert env["FUNCTION_SOURCE"] == str(Path("/app/f/main.py"))
     assert (env["A"], env["TOKEN"], env["PATH"]) == ("1", "t", "/bin")

@@ -91,6 +91,7 @@ def test_functions_get_only_what_they_use() -> None:
     assert notify["K_SINK"] == "http://broker:8080/default"
     assert notify["SMTP_HOST"] == "mailpit"
     assert notify["FUNCTION_SIGNATURE_TYPE"] == "cloudevent"
+    assert services["process-order"]["environment"]["KFAAS_TIMEOUT"] == "60"  # its description's timeout
     assert services["gateway"]["environment"]["KFAAS_CORS_ORIGINS"] == "*"
     assert services["gateway"]["ports"] == ["127.0.0.1:8080:8080"]
     assert set(services["gateway"]["depends_on"]) == {"get-user", "create-user", "place-order"}

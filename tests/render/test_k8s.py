@@ -148,6 +148,7 @@ def test_knative_service_follows_the_description(fixture_tree: Path) -> None:
     assert "PORT" not in env
     assert "K_SINK" not in env
     assert env["FUNCTION_TARGET"]["value"] == "app"
+    assert env["KFAAS_TIMEOUT"]["value"] == str(get_user["spec"]["timeoutSeconds"])  # the runtime's bound
     process = ksvcs["process-order"]["spec"]["template"]["spec"]
     assert process["timeoutSeconds"] == 60
     assert (

@@ -41,6 +41,7 @@ _MANAGED = (
     "HOST",
     "KFAAS_FUNCTION",
     "KFAAS_DESCRIPTION",
+    "KFAAS_TIMEOUT",
     "MONGODB_URL",
     "MONGODB_DATABASE",
     "AMQP_URL",
@@ -72,6 +73,7 @@ def function_env(
         FUNCTION_SOURCE=str(spec.folder / spec.source),
         FUNCTION_TARGET=spec.target,
         KFAAS_FUNCTION=spec.name,
+        KFAAS_TIMEOUT=str(spec.timeout),  # the runtime ends an invocation there (ctx.once leases too)
         # cloudevent functions are served as such; http ones are detected (a FastAPI app is asgi)
         FUNCTION_SIGNATURE_TYPE={"cloudevent": "cloudevent", "lambda": "lambda"}.get(spec.kind, ""),
         HOST="127.0.0.1",

@@ -94,6 +94,7 @@ def _function_env(fn: FunctionSpec) -> dict[str, str]:
     }
     if fn.kind == "cloudevent":
         env["FUNCTION_SIGNATURE_TYPE"] = "cloudevent"  # http: detected (FastAPI apps are served as asgi)
+    env["KFAAS_TIMEOUT"] = str(fn.timeout)  # the runtime ends an invocation there (ctx.once leases too)
     env["PORT"] = str(PORT)
     env.update(_service_env(fn))
     return env

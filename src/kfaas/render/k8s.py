@@ -159,6 +159,8 @@ def _function_env(fn: FunctionSpec) -> list[dict[str, Any]]:
     ]
     if fn.kind == "cloudevent":
         env.append(_value_env("FUNCTION_SIGNATURE_TYPE", "cloudevent"))
+    # the same bound as timeoutSeconds: the runtime ends an invocation there (ctx.once leases too)
+    env.append(_value_env("KFAAS_TIMEOUT", str(fn.timeout)))
     env += _service_env(fn)
     return env
 

@@ -5,7 +5,9 @@
 - ``targets``: loading the user's code, the ``http``/``cloud_event`` decorators, the signature types;
 - ``app``: the ASGI application (health, CloudEvents in and out, JSON errors, one log line per request);
 - ``http``: ``http`` functions (a Starlette request in, functions-framework's return conventions out);
-- ``context``: the clients a handler uses (MongoDB, RabbitMQ, SMTP, the event sink, idempotency);
+- ``context``: the clients a handler uses (MongoDB, RabbitMQ, SMTP, the event sink), ``ctx.once``, the
+  invocation's deadline;
+- ``outbox``: ``ctx.outbox``, a document and its messages stored as one unit, and the relay that sends them;
 - ``log``: the per-request log line.
 
 May import: the shared base (``kfaas.base``) and the events part. Never the broker, the gateway, the

@@ -9,6 +9,7 @@ directly, with the :class:`~kfaas.Context` in ``request.state.kfaas`` and ``app.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -21,7 +22,7 @@ from kfaas.base.asgi import send_answer as _send
 from kfaas.base.errors import AlreadyDone, InProgress, InvalidEvent, ServiceUnavailable, public_message
 from kfaas.base.inflight import InFlight
 from kfaas.events import parse_events, to_binary
-from kfaas.runtime.context import Context
+from kfaas.runtime.context import Context, Invocation, invocation
 from kfaas.runtime.log import RequestLog
 from kfaas.runtime.targets import Target
 from kfaas.runtime.tasks import is_task_request, task_error, task_result
@@ -156,7 +157,7 @@ class FunctionApp:
                 raw = await _read_body(receive, self.limits.max_body, self.limits.body_timeout)
                 events = parse_events(headers_in, raw)
                 event = events[0] if events else None
-                status, headers, body = await self._deliver(events)
+                status, headers, body = await self._deliver_while_connected(events, receive)
         except InvalidEvent as exc:  # RequestRefused included: 413, 408 and 431 keep their status
             status, headers, body = refusal(exc)
         except ConnectionAbortedError:
@@ -174,6 +175,50 @@ class FunctionApp:
             traceparent=(event.get("traceparent") if event is not None else None)
             or _header(scope, b"traceparent"),
         )
+
+    async def _deliver_while_connected(
+        self, events: list[Any], receive: Receive
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Deliver within the function's timeout, ending the invocation if the caller goes away first.
+
+        A broker whose attempt timed out closes the connection and will deliver the event again: the
+        abandoned attempt is ended, so a ``ctx.once`` claim it holds is settled now rather than at its
+        timeout (a block under way ends first: see :class:`~kfaas.runtime.context.Invocation`).
+        """
+        grace = self.ctx.settings.mongodb_timeout_ms / 1000
+        with invocation(self.ctx.settings.timeout or None, grace) as current:
+            watcher = asyncio.ensure_future(self._watch_disconnect(receive, current))
+            answer = None
+            try:
+                answer = await self._deliver(events)
+                current.finish()  # no cancellation from now on; one asked for meanwhile arrives here
+                if current.cancelled:
+                    await asyncio.sleep(0)
+                return answer
+            except asyncio.CancelledError:
+                if current.cancelled and current.task.uncancel() == 0:
+                    if answer is not None:  # it ended before the cancellation reached it
+                        return answer
+                    if current.timed_out:
+                        return self._timed_out(events)
+                    log.warning("the caller went away; the delivery was cancelled", extra=_ids(events))
+                    raise ConnectionAbortedError from None
+                raise
+            finally:
+                watcher.cancel()
+
+    @staticmethod
+    async def _watch_disconnect(receive: Receive, current: Invocation) -> None:
+        with contextlib.suppress(Exception):
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            current.cancel()
+
+    def _timed_out(self, events: list[Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        limit = self.ctx.settings.timeout
+        log.warning("the function ran past its timeout of %gs and was cancelled", limit, extra=_ids(events))
+        error = f"the function did not finish within its timeout of {limit:g}s (KFAAS_TIMEOUT)"
+        return _json_body(504, {"error": error, "id": events[0]["id"] if events else None})
 
     async def _deliver(self, events: list[Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         reply: Any = None
@@ -218,6 +263,7 @@ class FunctionApp:
         args = (event, self.ctx) if self.target.wants_context else (event,)
         if self.target.is_async:
             return await self.target.func(*args)
+        # a sync function's thread cannot be stopped: only the wait for it ends with the invocation
         return await asyncio.to_thread(self.target.func, *args)
 
     def _reply(self, reply: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -325,6 +371,10 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+def _ids(events: list[Any]) -> dict[str, Any]:
+    return {"ce_id": events[0]["id"]} if events else {}
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

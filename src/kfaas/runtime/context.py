@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +26,176 @@ if TYPE_CHECKING:
     from pymongo import AsyncMongoClient
     from pymongo.asynchronous.database import AsyncDatabase
 
-__all__ = ["IDEMPOTENCY_COLLECTION", "Context"]
+    from kfaas.runtime.outbox import Outbox
+
+__all__ = [
+    "CLAIMS_COLLECTION",
+    "IDEMPOTENCY_COLLECTION",
+    "PENDING",
+    "Claim",
+    "Context",
+    "Invocation",
+    "invocation",
+]
 
 log = logging.getLogger("kfaas")
 
-IDEMPOTENCY_COLLECTION = "kfaas_idempotency"
+IDEMPOTENCY_COLLECTION = "kfaas_idempotency"  # one record per key whose block has run (ctx.once)
+CLAIMS_COLLECTION = "kfaas_claims"  # one claim per key whose block runs now or was left by a dead holder
+CLAIM_KEEP = timedelta(days=1)  # a claim outlives the record of its key (TTL) by this much
+PENDING = "_kfaas_pending"  # the keys of ctx.once blocks that changed a document, until they are recorded
+UNBOUNDED_LEASE = timedelta(seconds=60)
+CLOSE_WAIT = 3.0  # seconds close() waits for claims still being released or recorded  # the lease of a claim made where no invocation timeout applies
+
+
+class Invocation:
+    """One call of a function by the runtime: its deadline, and a cancellation that spares ``once`` blocks.
+
+    The runtime ends an invocation when its caller goes away (a broker whose attempt timed out) or at its
+    deadline (``KFAAS_TIMEOUT``). Inside a :meth:`Context.once` block the cancellation waits until the
+    block has ended: an effect that is under way (an email handed to the SMTP relay in a thread, which no
+    cancellation stops) then ends recorded done or released, never released while it may still happen. A
+    block still running when the claim's lease ends (the deadline plus one MongoDB write) is cancelled then.
+    """
+
+    def __init__(self, limit: float | None, grace: float) -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.deadline = loop.time() + limit if limit else None
+        self.timed_out = False
+        self.cancelled = False
+        self._inside_once = 0
+        self._pending = False
+        self._finished = False
+        self._timers = []
+        if self.deadline is not None:
+            self._timers = [
+                loop.call_at(self.deadline, self._expire),
+                loop.call_at(self.deadline + grace, self._cancel_now),
+            ]
+
+    def cancel(self) -> None:
+        """End the invocation: now, or as soon as the ``once`` block under way has ended."""
+        if self._inside_once:
+            self._pending = True
+        else:
+            self._cancel_now()
+
+    def _expire(self) -> None:
+        self.timed_out = True
+        self.cancel()
+
+    def finish(self) -> None:
+        """The function has answered: nothing is cancelled any more."""
+        self._finished = True
+        self.close()
+
+    def _cancel_now(self) -> None:
+        if not self.cancelled and not self._finished and not self.task.done():
+            self.cancelled = True
+            self.task.cancel()
+
+    def enter_once(self) -> None:
+        self._inside_once += 1
+
+    def leave_once(self) -> None:
+        self._inside_once -= 1
+        if not self._inside_once and self._pending:
+            self._cancel_now()
+
+    def close(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+
+
+# The invocation running in this task (set by the runtime around each call of a cloudevent function).
+_invocation: ContextVar[Invocation | None] = ContextVar("kfaas_invocation", default=None)
+
+
+@contextlib.contextmanager
+def invocation(limit: float | None, grace: float = 2.0) -> Iterator[Invocation]:
+    """Within the block, the current task runs one invocation that ends ``limit`` s from now (None: never)."""
+    current = Invocation(limit, grace)
+    token = _invocation.set(current)
+    try:
+        yield current
+    finally:
+        current.close()
+        _invocation.reset(token)
+
+
+class Claim:
+    """What a :meth:`Context.once` block holds: its key, and writes that happen once for the key.
+
+    A MongoDB write whose answer is lost (MongoDB went away mid-write) may or may not have happened, and
+    retrying a ``$inc`` would count twice. :meth:`update_one` makes the document carry the block's key
+    (``_kfaas_pending``) in the same atomic update, and applies the update only to a document that does
+    not carry it yet: a retry after a lost answer, or the next delivery after a crash, finds the key and
+    does not apply it again. Once the block is recorded done, the key is removed from the document.
+    """
+
+    def __init__(self, ctx: Context, key: str, until: datetime) -> None:
+        self.key = key
+        self._ctx = ctx
+        self._until = until
+        self._touched: list[tuple[Any, dict[str, Any]]] = []
+
+    async def update_one(
+        self, collection: str, filter: Mapping[str, Any], update: Mapping[str, Any], *, upsert: bool = False
+    ) -> bool:
+        """Apply ``update`` to the document ``filter`` selects in ``collection``, once for this key.
+
+        True when it is applied (by this call, or by an earlier try of the same key); False when no
+        document matches ``filter`` (and ``upsert`` is off). A MongoDB failure whose outcome is unknown is
+        retried, without applying twice, until the claim's lease ends; then it raises ServiceUnavailable.
+        """
+        from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+
+        coll = self._ctx.db[collection]
+        selected = dict(filter)
+        guarded = {**selected, PENDING: {"$ne": self.key}}
+        change = {k: dict(v) for k, v in update.items()}
+        change.setdefault("$push", {})[PENDING] = self.key
+        self._touched.append((coll, selected))
+        delay = 0.1
+        while True:
+            try:
+                try:
+                    result = await coll.update_one(guarded, change, upsert=upsert)
+                except DuplicateKeyError:  # the upsert met the document: it carries the key, or not
+                    result = None
+                if result is not None and (result.matched_count or result.upserted_id is not None):
+                    return True
+                # nothing matched: an earlier try applied it (the document carries the key), or no document
+                if await coll.find_one({**selected, PENDING: self.key}, {"_id": 1}) is not None:
+                    return True
+                if result is None:
+                    raise DuplicateKeyError(
+                        f"{collection}: the upsert of {selected!r} collides with another document"
+                    )
+                return False
+            except PyMongoError as exc:
+                if not (isinstance(exc, ConnectionFailure) or exc.timeout):
+                    raise
+                if datetime.now(UTC) + timedelta(seconds=delay) >= self._until:
+                    raise ServiceUnavailable(
+                        f"MongoDB did not answer while updating {collection}: {exc}"
+                    ) from exc
+                self._ctx.log.warning("updating %s for %r: %s; retrying", collection, self.key, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _settled(self) -> None:
+        """The block is recorded done: the documents it changed need not carry its key any more."""
+        from pymongo.errors import PyMongoError
+
+        for coll, selected in self._touched:
+            try:
+                await coll.update_many({**selected, PENDING: self.key}, {"$pull": {PENDING: self.key}})
+            except PyMongoError as exc:  # harmless: the record keeps the block from running again
+                self._ctx.log.warning("could not remove %r from %s: %s", self.key, coll.name, exc)
 
 
 def _reason(exc: BaseException) -> str:
@@ -50,6 +216,9 @@ class Context:
         self._amqp_lock = asyncio.Lock()
         self._http: Any = None
         self._ttl_ready = False
+        self._declared: set[str] = set()  # queues declared on the current channel
+        self._background: set[asyncio.Task[Any]] = set()
+        self._outbox: Outbox | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -65,8 +234,20 @@ class Context:
                 appname=self.settings.function_name or "kfaas",
                 tz_aware=True,
             )
+        if self._mongo is not None and self.settings.amqp_url:
+            self.outbox.start()  # sends what a previous process of this function left unsent
 
     async def close(self) -> None:
+        if self._outbox is not None:
+            await self._outbox.close()
+        if self._background:  # claims being released or recorded done: give them a moment
+            _, unfinished = await asyncio.wait(self._background, timeout=CLOSE_WAIT)
+            for task in unfinished:
+                task.cancel()
+            if unfinished:
+                self.log.warning(
+                    "%d claim(s) not settled at shutdown; their leases bound them", len(unfinished)
+                )
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
         if self._amqp is not None:
@@ -107,6 +288,16 @@ class Context:
         """The function's database (``MONGODB_DATABASE``)."""
         return self.mongo[self.settings.mongodb_database]
 
+    # -- the outbox ----------------------------------------------------------------------------------
+    @property
+    def outbox(self) -> Outbox:
+        """The transactional outbox: a document and its messages stored as one unit (docs/runtime.md)."""
+        if self._outbox is None:
+            from kfaas.runtime.outbox import Outbox
+
+            self._outbox = Outbox(self)
+        return self._outbox
+
     # -- RabbitMQ ------------------------------------------------------------------------------------
     async def amqp(self) -> AbstractRobustConnection:
         """The process's one robust RabbitMQ connection, opened on first use."""
@@ -114,10 +305,10 @@ class Context:
             raise ConfigurationError("RabbitMQ is not configured: set AMQP_URL")
         async with self._amqp_lock:
             if self._amqp is None:
-                import aio_pika
+                from kfaas.base.amqp import connect_robust
 
                 try:
-                    self._amqp = await aio_pika.connect_robust(
+                    self._amqp = await connect_robust(
                         self.settings.amqp_url,
                         client_properties={"connection_name": self.settings.function_name or "kfaas"},
                     )
@@ -130,6 +321,7 @@ class Context:
         conn = await self.amqp()
         if self._channel is None or self._channel.is_closed:
             self._channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
+            self._declared.clear()
         return self._channel
 
     async def enqueue(
@@ -145,7 +337,9 @@ class Context:
         import aio_pika
 
         channel = await self.channel()
-        await channel.declare_queue(queue, durable=True, arguments={"x-queue-type": "quorum"})
+        if queue not in self._declared:
+            await channel.declare_queue(queue, durable=True, arguments={"x-queue-type": "quorum"})
+            self._declared.add(queue)
         message = aio_pika.Message(
             body,
             headers=dict(headers or {}),
@@ -153,7 +347,11 @@ class Context:
             content_type=content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
-        await channel.default_exchange.publish(message, routing_key=queue, timeout=10)
+        try:
+            await channel.default_exchange.publish(message, routing_key=queue, timeout=10)
+        except BaseException:
+            self._declared.discard(queue)  # the queue may be gone (returned): declare it again next time
+            raise
 
     # -- events --------------------------------------------------------------------------------------
     async def publish(self, event: CloudEvent) -> None:
@@ -205,53 +403,175 @@ class Context:
                 smtp.login(s.smtp_username, s.smtp_password)
             smtp.send_message(message)
 
+    # -- time ----------------------------------------------------------------------------------------
+    def remaining_seconds(self) -> float | None:
+        """Seconds left before the current invocation's timeout (``KFAAS_TIMEOUT``); None when unbounded.
+
+        The runtime sets the bound around each call of a cloudevent function; elsewhere it is None.
+        """
+        current = _invocation.get()
+        if current is None or current.deadline is None:
+            return None
+        return max(0.0, current.deadline - asyncio.get_running_loop().time())
+
+    def _lease(self, lease: timedelta | None) -> timedelta:
+        """How long a claim made now may be held: at most until the current invocation must have ended.
+
+        The runtime cancels an invocation at its deadline, so a claim outlives its holder by one MongoDB
+        write at most (the grace in which the holder releases it or records it done).
+        """
+        grace = timedelta(milliseconds=self.settings.mongodb_timeout_ms)
+        left = self.remaining_seconds()
+        if left is not None:
+            bound = timedelta(seconds=left) + grace
+        elif self.settings.timeout:
+            bound = timedelta(seconds=self.settings.timeout) + grace
+        else:
+            bound = UNBOUNDED_LEASE
+        return bound if lease is None else min(lease, bound)
+
     # -- idempotency ---------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def once(
-        self, key: str, *, ttl: timedelta = timedelta(days=7), lease: timedelta = timedelta(seconds=60)
-    ) -> AsyncIterator[None]:
+        self, key: str, *, ttl: timedelta = timedelta(days=7), lease: timedelta | None = None
+    ) -> AsyncIterator[Claim]:
         """Run the block at most once per ``key`` (e.g. ``f"{event['source']}|{event['id']}"``).
 
-        The claim is recorded in MongoDB (collection ``kfaas_idempotency``, expiring after ``ttl``). If the
-        block raises, the claim is released so a redelivery can try again. A second delivery of a key that
-        completed raises :class:`AlreadyDone`; one that arrives while another holds a live lease raises
-        :class:`InProgress` (a retryable failure). A claim whose holder died is taken over after ``lease``.
+        A delivery claims the key in MongoDB (``kfaas_claims``) and, once the block has run, records it done
+        (``kfaas_idempotency``, kept ``ttl``). A later delivery of a key recorded done raises
+        :class:`AlreadyDone`; one that arrives while another holds a live claim raises :class:`InProgress`
+        (a retryable failure).
+
+        A claim never blocks longer than the delivery it belongs to. If the block raises, is cancelled or
+        runs out of time, the claim is released at once, so a redelivery can try again. Its lease ends when
+        the current invocation must have ended (``KFAAS_TIMEOUT``, plus one MongoDB write), or after
+        ``lease`` if that is shorter: a claim whose holder died is taken over after it. Once the block has
+        run, recording it done is retried until the lease ends, even if the caller has gone away, so that a
+        MongoDB outage right after the effect does not let a redelivery repeat it.
+
+        The block gets a :class:`Claim`: a MongoDB update made through ``claim.update_one`` happens once
+        for the key even when MongoDB's answer to it is lost, or the process dies right after it::
+
+            async with ctx.once(f"analytics|{order_id}") as claim:
+                await claim.update_one("totals", {"_id": day}, {"$inc": {"orders": 1}}, upsert=True)
+
+        A block that runs costs two inserts and no read: the suite's FerretDB (v1, SQLite) scans a whole
+        collection for an update, a delete or a read that finds nothing, and these collections grow with
+        every event.
         """
+        import uuid
+
         from pymongo.errors import DuplicateKeyError
 
-        coll = self.db[IDEMPOTENCY_COLLECTION]
-        await self._ensure_ttl(coll)
-        now = datetime.now(UTC)
-        try:
-            await coll.insert_one(
-                {"_id": key, "state": "running", "lease_until": now + lease, "expires_at": now + ttl}
-            )
-        except DuplicateKeyError:
-            taken = await coll.find_one_and_update(
-                {"_id": key, "state": "running", "lease_until": {"$lt": now}},
-                {"$set": {"lease_until": now + lease}},
-            )
-            if taken is None:
-                existing = await coll.find_one({"_id": key})
-                if existing is not None and existing.get("state") == "done":
+        claims, records = self.db[CLAIMS_COLLECTION], self.db[IDEMPOTENCY_COLLECTION]
+        await self._ensure_ttl(claims, records)
+        holder = uuid.uuid4().hex
+        for _ in range(3):  # a claim released between our two reads is claimed again
+            now = datetime.now(UTC)
+            until = now + self._lease(lease)
+            # a claim outlives the record of its key, so a key that can be claimed afresh has no record:
+            # the usual path needs no read (a read that misses costs FerretDB 1.x a whole scan)
+            keep = now + ttl + CLAIM_KEEP
+            claim = {"_id": key, "holder": holder, "lease_until": until, "expires_at": keep}
+            try:
+                await claims.insert_one(claim)
+                break
+            except DuplicateKeyError:
+                if await self._recorded(records, key):
                     raise AlreadyDone(key) from None
-                raise InProgress(f"another delivery holds {key!r}") from None
+                taken = await claims.find_one_and_update(
+                    {"_id": key, "lease_until": {"$lt": now}},
+                    {"$set": {"holder": holder, "lease_until": until, "expires_at": keep}},
+                )
+                if taken is not None:
+                    if await self._recorded(records, key):  # its holder finished after all
+                        await self._release(claims, key, holder)
+                        raise AlreadyDone(key) from None
+                    self.log.warning(
+                        "took over the claim on %r: its holder did not end within its lease", key
+                    )
+                    break
+                existing = await claims.find_one({"_id": key})
+                if existing is None:
+                    continue
+                if await self._recorded(records, key):
+                    raise AlreadyDone(key) from None
+                ends = existing.get("lease_until")
+                when = f" until {ends.isoformat(timespec='seconds')}" if isinstance(ends, datetime) else ""
+                raise InProgress(f"another delivery holds {key!r}{when}") from None
+        else:
+            raise InProgress(f"the claim on {key!r} keeps changing hands; retry")
+        claim_ = Claim(self, key, until)
+        current = _invocation.get()
+        if current is not None:
+            current.enter_once()  # a cancellation of the invocation waits for the block (see Invocation)
         try:
-            yield
-        except BaseException:
-            await coll.delete_one({"_id": key, "state": "running"})
-            raise
-        await coll.update_one({"_id": key}, {"$set": {"state": "done", "done_at": datetime.now(UTC)}})
+            try:
+                yield claim_
+            except BaseException:
+                await self._settle(self._release(claims, key, holder))
+                raise
+            await self._settle(self._record(records, claim_, until, now + ttl))
+        finally:
+            if current is not None:
+                current.leave_once()
 
-    async def _ensure_ttl(self, coll: Any) -> None:
-        """The TTL index behind :meth:`once`, made on first use. FerretDB 1.x has no TTL indexes: there the
-        claims stay until deleted, which is correct, only not compact (logged once)."""
+    @staticmethod
+    async def _recorded(records: Any, key: str) -> bool:
+        return await records.find_one({"_id": key}, {"_id": 1}) is not None
+
+    async def _settle(self, work: Any) -> None:
+        """Run ``work`` to its end even if the caller is cancelled meanwhile (it bounds itself)."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        await asyncio.shield(task)
+
+    async def _release(self, claims: Any, key: str, holder: str) -> None:
+        from pymongo.errors import PyMongoError
+
+        try:  # only our own claim: after our lease another delivery may hold it
+            await claims.delete_one({"_id": key, "holder": holder})
+        except PyMongoError as exc:
+            self.log.warning("could not release the claim on %r (its lease bounds it): %s", key, exc)
+
+    async def _record(self, records: Any, claim: Claim, until: datetime, expires: datetime) -> None:
+        """Record the claim's key done, retrying until its lease ends."""
+        from pymongo.errors import DuplicateKeyError, PyMongoError
+
+        key = claim.key
+        delay = 0.1
+        while True:
+            try:
+                with contextlib.suppress(DuplicateKeyError):  # an earlier try was stored after all
+                    await records.insert_one(
+                        {"_id": key, "state": "done", "done_at": datetime.now(UTC), "expires_at": expires}
+                    )
+                await claim._settled()
+                return
+            except PyMongoError as exc:
+                if datetime.now(UTC) + timedelta(seconds=delay) >= until:
+                    self.log.error(
+                        "the block of %r ran, but recording it failed until its lease ended (%s): "
+                        "a redelivery may run it again",
+                        key,
+                        exc,
+                    )
+                    return
+                self.log.warning("recording %r as done failed, retrying in %.1fs: %s", key, delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _ensure_ttl(self, *collections: Any) -> None:
+        """The TTL indexes behind :meth:`once`, made on first use. FerretDB 1.x has no TTL indexes: there
+        claims and records stay until deleted, which is correct, only not compact (logged once)."""
         if self._ttl_ready:
             return
         from pymongo.errors import OperationFailure
 
-        try:
-            await coll.create_index("expires_at", expireAfterSeconds=0, name="expires_at_ttl")
-        except OperationFailure as exc:
-            self.log.warning("no TTL index on %s (claims will not expire): %s", IDEMPOTENCY_COLLECTION, exc)
+        for coll in collections:
+            try:
+                await coll.create_index("expires_at", expireAfterSeconds=0, name="expires_at_ttl")
+            except OperationFailure as exc:
+                self.log.warning("no TTL index on %s (its documents will not expire): %s", coll.name, exc)
         self._ttl_ready = True

@@ -49,6 +49,12 @@ class Settings:
     drain_seconds: float = field(
         default=20.0, metadata=_env("KFAAS_DRAIN_SECONDS", "Longest wait for in-flight requests on SIGTERM")
     )
+    timeout: float = field(
+        default=30.0,
+        metadata=_env(
+            "KFAAS_TIMEOUT", "Seconds one invocation may take (the description's timeout)"
+        ),
+    )
     log_level: str = field(default="INFO", metadata=_env("LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"))
     # Backing services
     mongodb_url: str = field(default="", metadata=_env("MONGODB_URL", "mongodb:// URL; empty = no MongoDB"))
@@ -102,6 +108,7 @@ class Settings:
         for attr, env_name in (
             ("max_body_bytes", "KFAAS_MAX_BODY_BYTES"),
             ("body_timeout", "KFAAS_BODY_TIMEOUT"),
+            ("timeout", "KFAAS_TIMEOUT"),
         ):
             if getattr(settings, attr) <= 0:
                 raise SettingsError(f"{env_name}={getattr(settings, attr)!r} must be greater than 0")

@@ -1,6 +1,7 @@
 """CloudEvent functions in kfaas's model: sync and async, with and without the context, replies, errors."""
 
 import asyncio
+import os
 import time
 
 from cloudevents.http import CloudEvent
@@ -71,3 +72,24 @@ def reply_text(event):
     return CloudEvent(
         {"type": "com.example.text", "source": "/tests/text", "datacontenttype": "text/plain"}, "hello"
     )
+
+
+@kfaas.cloud_event
+async def claimed(event, ctx):
+    """The effect guarded by ``ctx.once`` takes as long as the event says (``data.seconds``)."""
+    async with ctx.once(f"claimed|{event['id']}"):
+        await asyncio.sleep(float(event.data["seconds"]))
+
+
+def _effect_in_a_thread(seconds: float, what: str) -> None:
+    """Like an email handed to an SMTP relay in a thread: once begun, no cancellation stops it."""
+    time.sleep(seconds)
+    with open(os.environ["KFAAS_TEST_EFFECTS"], "a", encoding="utf-8") as effects:
+        effects.write(what + "\n")
+
+
+@kfaas.cloud_event
+async def claimed_effect(event, ctx):
+    """Inside ``ctx.once``, an effect that takes ``data.seconds`` in a thread and is appended to a file."""
+    async with ctx.once(f"claimed-effect|{event['id']}"):
+        await asyncio.to_thread(_effect_in_a_thread, float(event.data["seconds"]), event["id"])
