@@ -2,8 +2,9 @@
 
 Looks the user up in ``users`` (written by create-user) and sends one email through ``ctx.send_email``.
 Exactly once per order, whatever the number of deliveries: the send runs inside ``ctx.once`` keyed by the
-order id. A user that does not exist is a failure the broker retries and finally dead-letters, with the
-reason in the 500's log line.
+order id. A user that does not exist (or has no email address) is a permanent failure: the function raises
+:class:`kfaas.InvalidEvent`, the runtime answers 422 with the reason, and the broker dead-letters the event
+at once instead of retrying it (a retry cannot make the user appear; ``kfaas dlq redrive`` once it exists).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ async def handle(event: CloudEvent, ctx: kfaas.Context) -> None:
         raise kfaas.InvalidEvent("com.kfaas.order.processed needs data with orderId and userId")
     user = await find_user(ctx, str(data["userId"]))
     if user is None or not user.get("email"):
-        raise LookupError(f"user {data['userId']!r} of order {data['orderId']!r} not found or has no email")
+        problem = "does not exist" if user is None else "has no email address"
+        raise kfaas.InvalidEvent(f"user {data['userId']!r} of order {data['orderId']!r} {problem}")
     subject, body = render(data, user)
     try:
         async with ctx.once(f"notify-email|{data['orderId']}"):

@@ -5,9 +5,10 @@ Two collections, updated with ``$inc``:
 - ``order_totals_by_day``: ``{_id: "YYYY-MM-DD" (UTC day the order was placed), orders, totalCents}``.
 
 Idempotent per order: each of the two increments runs inside its own ``ctx.once`` keyed by the order id, so
-a redelivery (or a retry after the second update failed) never counts an order twice. The one window left is
-a crash between an increment and the write that marks it done (one MongoDB round-trip); the claim's lease
-then expires and the increment may run again. Closing it needs a transaction, which FerretDB lacks.
+a redelivery (or a retry after the second update failed) never counts an order twice. The increment is made
+through the claim (``claim.update_one``): the totals document carries the order's key in the same atomic
+update until the increment is recorded done, so an increment whose answer MongoDB lost, or one followed by a
+crash, is never applied a second time.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ async def handle(event: CloudEvent, ctx: kfaas.Context) -> None:
     )
     for collection, key, extra in updates:
         try:
-            async with ctx.once(f"order-analytics|{collection}|{order_id}"):
-                await ctx.db[collection].update_one(
+            async with ctx.once(f"order-analytics|{collection}|{order_id}") as claim:
+                await claim.update_one(
+                    collection,
                     {"_id": key},
                     {"$inc": {"orders": 1, "totalCents": cents}, **({"$max": extra} if extra else {})},
                     upsert=True,

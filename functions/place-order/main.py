@@ -1,10 +1,12 @@
 """place-order: ``POST /orders`` validates an order, records it as ``placed`` and enqueues it on ``orders``.
 
-The message is a structured CloudEvent of type ``com.kfaas.order.placed`` (the order as ``data``), published
-with publisher confirms through ``ctx.enqueue``; the queue source hands it to process-order. The answer is
-202 with the order id and its status URL (``/orders/{id}``, served by get-order). A client may send its own
-``id`` to make retries safe: the same order again is answered 202 again and enqueued once more (processing
-is idempotent per id); another order under a known id is 409.
+The message is a structured CloudEvent of type ``com.kfaas.order.placed`` (the order as ``data``). The order
+and its message are written as one unit through the transactional outbox (``ctx.outbox``): a 202 means the
+order is stored and its message will reach the queue (at once, or when RabbitMQ is back); an error answer
+means nothing was stored. The queue source hands the message to process-order. The answer is 202 with the
+order id and its status URL (``/orders/{id}``, served by get-order). A client may send its own ``id`` to make
+retries safe: the same order again is answered 202 again (it is recorded, its message sent once); another
+order under a known id is 409.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from kfaas import OutboxMessage
 from kfaas.api import Ctx, create_api, error_response
 
 # Read once at start-up: the queue process-order's queue source consumes.
@@ -119,7 +122,7 @@ def placed_message(order: dict[str, Any], placed_at: datetime) -> bytes:
     summary="Place an order",
 )
 async def place_order(new: NewOrder, ctx: Ctx) -> JSONResponse:
-    from pymongo.errors import DuplicateKeyError, PyMongoError
+    from pymongo.errors import DuplicateKeyError
 
     order_id = new.id or uuid.uuid4().hex
     cents = new.total_cents
@@ -137,31 +140,19 @@ async def place_order(new: NewOrder, ctx: Ctx) -> JSONResponse:
         "status": "placed",
         "placedAt": now,
     }
-    orders = ctx.db["orders"]
-    try:  # MongoDB outages become 503 (create_api)
-        await orders.insert_one(doc)
-        inserted = True
+    message = OutboxMessage(
+        queue=ORDERS_QUEUE,
+        body=placed_message(order, now),
+        message_id=order_id,
+        content_type="application/cloudevents+json",
+    )
+    try:  # MongoDB outages become 503 (create_api); RabbitMQ's are the outbox's to outlast
+        await ctx.outbox.insert_one("orders", doc, message)
     except DuplicateKeyError:
-        existing = await orders.find_one({"_id": order_id})
+        existing = await ctx.db["orders"].find_one({"_id": order_id})
         if existing is None or existing.get("userId") != new.userId or existing.get("totalCents") != cents:
             return _error(409, f"order {order_id} exists with other content")
-        inserted = False
-        now = existing["placedAt"]
-    try:
-        await ctx.enqueue(
-            ORDERS_QUEUE,
-            placed_message(order, now),
-            message_id=order_id,
-            content_type="application/cloudevents+json",
-        )
-    except Exception as exc:  # any failure to get the broker's confirm means the order was not accepted
-        ctx.log.warning("enqueueing order %s failed: %s", order_id, exc)
-        if inserted:
-            try:
-                await orders.delete_one({"_id": order_id, "status": "placed"})
-            except PyMongoError:
-                ctx.log.exception("could not withdraw order %s after the failed enqueue", order_id)
-        return _error(503, "the order queue is unavailable; try again")
+        # the same order again: it is recorded and its message was (or will be) sent with it
     status_url = f"/orders/{order_id}"
     return JSONResponse(
         {"id": order_id, "status": "placed", "statusUrl": status_url},

@@ -11,11 +11,10 @@ malformed order raises :class:`kfaas.InvalidEvent`, which the runtime answers wi
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cloudevents.http import CloudEvent
@@ -118,23 +117,26 @@ async def handle(event: CloudEvent, ctx: kfaas.Context) -> CloudEvent:
     from pymongo import ReturnDocument
     from pymongo.errors import DuplicateKeyError
 
-    # An order placed through the API is already stored as 'placed'; one from another producer is not.
-    # A concurrent delivery may insert it first (DuplicateKeyError): then the document is there, go on.
-    with contextlib.suppress(DuplicateKeyError):
-        await orders.update_one(
-            {"_id": order["_id"]},
-            {"$setOnInsert": {**order, "status": "placed", "placedAt": now}},
-            upsert=True,
+    # One write, selected by _id alone (FerretDB 1.x decodes every document of the collection for any
+    # other filter, ~0.1 ms each): it stores an order from another producer, moves a stored one to
+    # 'processed' and keeps the first processedAt ($min), so a redelivery changes nothing.
+    change = {
+        "$setOnInsert": {**{k: v for k, v in order.items() if k != "_id"}, "placedAt": now},
+        "$set": {"status": "processed"},
+        "$min": {"processedAt": now},
+    }
+    try:
+        doc = await orders.find_one_and_update(
+            {"_id": order["_id"]}, change, upsert=True, return_document=ReturnDocument.AFTER
         )
-    doc = await orders.find_one_and_update(
-        {"_id": order["_id"], "status": {"$ne": "processed"}},
-        {"$set": {"status": "processed", "processedAt": now}},
-        return_document=ReturnDocument.AFTER,
-    )
-    if doc is None:  # processed before: answer with the same event, the subscribers are idempotent per order
-        doc = await orders.find_one({"_id": order["_id"]})
-        if doc is None:
-            raise kfaas.ServiceUnavailable(f"order {order['_id']} vanished while being processed")
+    except DuplicateKeyError:  # a concurrent delivery stored it first: now it is there
+        doc = await orders.find_one_and_update(
+            {"_id": order["_id"]}, change, return_document=ReturnDocument.AFTER
+        )
+    if doc is None:
+        raise kfaas.ServiceUnavailable(f"order {order['_id']} vanished while being processed")
+    if now - doc["processedAt"] > timedelta(milliseconds=1):  # BSON keeps milliseconds
+        # processed before: answer with the same event, the subscribers are idempotent per order
         ctx.log.info("order %s was already processed; repeating its event", order["_id"])
     elif doc.get("totalCents") != order["totalCents"] or doc.get("userId") != order["userId"]:
         ctx.log.warning(

@@ -144,9 +144,14 @@ def route_conflicts(functions: list[FunctionSpec]) -> list[str]:
 
 
 class Delivery(_Model):
-    """Knative's delivery spec: retries with backoff, a per-attempt timeout and a dead-letter sink."""
+    """Knative's delivery spec: retries with backoff, a per-attempt timeout and a dead-letter sink.
 
-    retry: int = Field(default=3, ge=0, le=100, description="Retries after the first attempt")
+    The defaults (8 retries, exponential from 0.5 s: 127.5 s of waits) outlast an outage of MongoDB or
+    RabbitMQ of a minute and more, and a ``ctx.once`` claim left by a function killed mid-delivery (its
+    lease is the function's timeout), before anything is dead-lettered.
+    """
+
+    retry: int = Field(default=8, ge=0, le=100, description="Retries after the first attempt")
     backoff_policy: Literal["linear", "exponential"] = Field(default="exponential", alias="backoffPolicy")
     backoff_delay: Annotated[str, Field(alias="backoffDelay")] = "PT0.5S"
     timeout: str | None = Field(default=None, description="Per-attempt timeout, ISO 8601 (e.g. PT10S)")
@@ -170,6 +175,11 @@ class Delivery(_Model):
 
     def timeout_seconds(self) -> float | None:
         return parse_duration(self.timeout).total_seconds() if self.timeout else None
+
+    def retry_window(self) -> float:
+        """Seconds from a first failure to the last retry when every attempt fails at once: the longest
+        outage this policy outlasts without a dead letter."""
+        return sum(self.delay_for(n) for n in range(1, self.retry + 1))
 
 
 class Trigger(_Model):

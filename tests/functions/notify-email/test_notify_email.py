@@ -51,11 +51,18 @@ async def test_users_with_string_ids_are_found(ctx: kfaas.Context, mail_sink: Ma
     assert [m["To"] for m in mails] == ["bob@example.com"]
 
 
-async def test_unknown_user_fails_so_the_broker_retries(ctx: kfaas.Context, mail_sink: MailSink) -> None:
-    with pytest.raises(LookupError, match="user 'nobody' of order 'o-3' not found"):
+async def test_unknown_user_is_a_permanent_failure_with_the_reason(
+    ctx: kfaas.Context, mail_sink: MailSink
+) -> None:
+    """InvalidEvent: the runtime answers 422 and the broker dead-letters it at once (no retries holding a
+    slot of the trigger); redriven once the user exists, it sends the email."""
+    with pytest.raises(kfaas.InvalidEvent, match="user 'nobody' of order 'o-3' does not exist"):
         await fn.handle(make_event(fn.PROCESSED, processed("o-3", "nobody")), ctx)
+    await ctx.db["users"].insert_one({"_id": "no-mail", "name": "No Mail"})
+    with pytest.raises(kfaas.InvalidEvent, match="user 'no-mail' of order 'o-5' has no email address"):
+        await fn.handle(make_event(fn.PROCESSED, processed("o-5", "no-mail")), ctx)
     assert mail_sink.messages == []
-    # the failure released the claim: once the user exists, a retry sends the email
+    # nothing was claimed: once the user exists, the redriven event sends the email
     await ctx.db["users"].insert_one({"_id": "nobody", "email": "late@example.com"})
     await fn.handle(make_event(fn.PROCESSED, processed("o-3", "nobody")), ctx)
     assert len(await asyncio.to_thread(mail_sink.wait_for, 1, 5.0)) == 1

@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 import httpx
 import pytest
 from order_functions import load_function, valid_order
+from tcpproxy import TcpProxy
 
 from kfaas import Context, Settings
+from kfaas.runtime.outbox import MARKER, OUTBOX_COLLECTION
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +59,11 @@ async def _client(ctx: Context) -> httpx.AsyncClient:
 
 
 async def _drain(ctx: Context) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    assert await ctx.outbox.flush(10), "the outbox did not send what it holds within 10s"
+    return await _get_all(ctx)
+
+
+async def _get_all(ctx: Context) -> list[aio_pika.abc.AbstractIncomingMessage]:
     channel = await ctx.channel()
     queue = await channel.declare_queue(fn.ORDERS_QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
     messages = []
@@ -79,7 +88,9 @@ async def test_place_order_stores_enqueues_and_answers_202(queue_ctx: Context) -
     assert doc is not None
     assert doc["status"] == "placed"
     assert doc["totalCents"] == 2599
+    assert doc[MARKER]  # stored with its outbox entry, in one write
     [message] = await _drain(queue_ctx)
+    assert await queue_ctx.db[OUTBOX_COLLECTION].count_documents({}) == 0  # sent: the entry is gone
     assert message.content_type == "application/cloudevents+json"
     assert message.message_id == body["id"]
     event = json.loads(message.body)
@@ -102,7 +113,8 @@ async def test_total_is_computed_when_missing_and_client_id_is_kept(queue_ctx: C
     assert clash.status_code == 409
     assert await queue_ctx.db["orders"].count_documents({}) == 1
     messages = await _drain(queue_ctx)
-    assert [json.loads(m.body)["data"]["total"] for m in messages] == [25.99, 25.99]
+    assert [json.loads(m.body)["data"]["total"] for m in messages] == [25.99]  # the order's one message
+    assert await queue_ctx.db[OUTBOX_COLLECTION].count_documents({}) == 0
 
 
 @pytest.mark.parametrize(
@@ -125,14 +137,111 @@ async def test_invalid_orders_are_400_naming_the_field(queue_ctx: Context, order
     assert await _drain(queue_ctx) == []
 
 
-async def test_unreachable_rabbitmq_is_503_and_withdraws_the_order(ctx: Context) -> None:
-    dead = Context(Settings(**{**_fields(ctx.settings), "amqp_url": "amqp://guest:guest@127.0.0.1:1/"}))
-    await dead.start()
+async def test_without_rabbitmq_the_order_is_accepted_and_the_next_process_sends_it(
+    queue_ctx: Context,
+) -> None:
+    """A 202 does not wait for RabbitMQ: the order's message stays in the outbox, and a process that stops
+    before RabbitMQ is back leaves it to the next one, which sends it."""
+    settings = _fields(queue_ctx.settings)
+    first = Context(Settings(**{**settings, "amqp_url": "amqp://guest:guest@127.0.0.1:1/", "timeout": 2.0}))
+    await first.start()
     try:
-        async with await _client(dead) as client:
+        async with await _client(first) as client:
+            response = await client.post("/orders", json=valid_order())
+        assert response.status_code == 202, response.text
+        order_id = response.json()["id"]
+        assert await first.db["orders"].count_documents({"_id": order_id}) == 1
+        await asyncio.sleep(0.5)  # its relay tries, and fails: RabbitMQ is unreachable
+        assert first.outbox.pending == 1
+    finally:
+        await first.close()  # a process stopping with the message unsent (SIGTERM)
+    [entry] = await queue_ctx.db[OUTBOX_COLLECTION].find({}).to_list()
+    assert entry["doc"] == order_id
+
+    # the next process of place-order, which reaches RabbitMQ, sends it once started
+    following = Context(Settings(**settings))
+    await following.start()
+    try:
+        messages = await _eventually_messages(queue_ctx, 1, timeout=15)
+    finally:
+        await following.close()
+    assert [m.message_id for m in messages] == [order_id]
+    assert await queue_ctx.db[OUTBOX_COLLECTION].count_documents({}) == 0
+
+
+async def _eventually_messages(ctx: Context, count: int, timeout: float) -> list[Any]:
+    got: list[Any] = []
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while len(got) < count and loop.time() < end:
+        got += await _get_all(ctx)
+        await asyncio.sleep(0.2)
+    return got
+
+
+async def test_unreachable_mongodb_is_503_and_stores_nothing(queue_ctx: Context) -> None:
+    proxy = TcpProxy("127.0.0.1", urlsplit(queue_ctx.settings.mongodb_url).port or 27017)
+    await proxy.start()
+    url = f"mongodb://127.0.0.1:{proxy.port}/"
+    cut = Context(Settings(**{**_fields(queue_ctx.settings), "mongodb_url": url, "mongodb_timeout_ms": 500}))
+    await cut.start()
+    await proxy.stop()
+    try:
+        async with await _client(cut) as client:
             response = await client.post("/orders", json=valid_order())
         assert response.status_code == 503
-        assert "queue" in response.json()["error"]
-        assert await dead.db["orders"].count_documents({}) == 0
+        assert "nothing was stored" in response.json()["error"]
     finally:
-        await dead.close()
+        await cut.close()
+    assert await queue_ctx.db["orders"].count_documents({}) == 0
+    assert await _drain(queue_ctx) == []
+
+
+async def test_mongodb_gone_mid_burst_every_202_is_stored_and_sent_every_503_leaves_nothing(
+    queue_ctx: Context,
+) -> None:
+    """MongoDB goes away for 1.5 s while 40 orders are in flight: writes whose answer was lost are retried
+    until it is known whether they happened, so each answer tells the truth; the outbox entries of the
+    refused orders are dropped by the relay once their lease ends."""
+    proxy = TcpProxy("127.0.0.1", urlsplit(queue_ctx.settings.mongodb_url).port or 27017)
+    await proxy.start()
+    settings = {
+        **_fields(queue_ctx.settings),
+        "mongodb_url": f"mongodb://127.0.0.1:{proxy.port}/",
+        "mongodb_timeout_ms": 1000,
+        "timeout": 8.0,  # a write whose answer was lost is resolved within 4 s; its entry's lease is 6 s
+    }
+    cut = Context(Settings(**settings))
+    await cut.start()
+    orders = [valid_order() for _ in range(40)]
+    try:
+        async with await _client(cut) as client:
+
+            async def place(order: dict[str, Any], pause: float) -> int:
+                await asyncio.sleep(pause)
+                return (await client.post("/orders", json=order, timeout=30)).status_code
+
+            async def outage() -> None:
+                await asyncio.sleep(0.15)
+                await proxy.stop()
+                await asyncio.sleep(1.5)
+                await proxy.start()
+
+            *codes, _ = await asyncio.gather(*(place(o, i * 0.01) for i, o in enumerate(orders)), outage())
+        assert await cut.outbox.flush(20)
+        outbox = queue_ctx.db[OUTBOX_COLLECTION]
+        for _ in range(100):  # entries whose document was never stored: the relay drops them
+            if not await outbox.count_documents({}):
+                break
+            await asyncio.sleep(0.2)
+        assert await outbox.count_documents({}) == 0
+    finally:
+        await cut.close()
+        await proxy.stop()
+    assert set(codes) <= {202, 503}, codes
+    accepted = {o["id"] for o, code in zip(orders, codes, strict=True) if code == 202}
+    stored = {d["_id"] for d in await queue_ctx.db["orders"].find({}, {"_id": 1}).to_list()}
+    sent = {m.message_id for m in await _drain(queue_ctx)}
+    assert stored == accepted, (sorted(stored - accepted), sorted(accepted - stored))
+    assert sent == accepted
+    print(f"{len(accepted)} of {len(orders)} accepted, {len(orders) - len(accepted)} refused with 503")
