@@ -13,6 +13,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self.drop_replies = False  # while set, what the server sends is thrown away: answers get lost
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
@@ -37,14 +38,18 @@ class TcpProxy:
             writer.close()
             return
         self._writers |= {writer, up_writer}
-        for pipe in (self._pipe(reader, up_writer), self._pipe(up_reader, writer)):
+        for pipe in (self._pipe(reader, up_writer), self._pipe(up_reader, writer, replies=True)):
             task = asyncio.create_task(pipe)
             self._pipes.add(task)
             task.add_done_callback(self._pipes.discard)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, replies: bool = False
+    ) -> None:
         try:
             while data := await reader.read(65536):
+                if replies and self.drop_replies:
+                    continue
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.CancelledError):

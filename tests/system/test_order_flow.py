@@ -107,7 +107,9 @@ async def test_failing_subscriber_is_retried_dead_lettered_and_redriven_once(
         "notify-email", lambda d: d["triggers"][0].update(delivery=fast_delivery(retry=3, delay="PT0.3S"))
     )
     await dev.start()
-    order = new_order("u-not-yet")  # notify-email fails (500) until this user exists
+    user = await add_user(db, "late@example.com")
+    mail_sink.stop()  # SMTP is down: notify-email answers 503 (retryable) until it is back
+    order = new_order(user)
     await publisher(placed_event(order))
 
     await dev.wait_for_line("notify-email-processed", 30)
@@ -126,10 +128,10 @@ async def test_failing_subscriber_is_retried_dead_lettered_and_redriven_once(
     assert delays == [0.3, 0.6, 1.2], delays  # exponential from PT0.3S
     shown = dev.dlq("show", "notify-email-processed", f"order-processed-{order['id']}")
     assert shown.returncode == 0, shown.stderr
-    assert "code 500" in shown.stdout
-    assert mail_sink.messages == []
+    assert "code 503" in shown.stdout
+    assert "SMTP relay" in shown.stdout  # the reason travels with the dead letter
 
-    await db.users.insert_one({"_id": "u-not-yet", "email": "late@example.com"})
+    mail_sink.start()
     redrive = dev.dlq("redrive", "notify-email-processed", "--all")
     assert redrive.returncode == 0, redrive.stderr
     assert "redrove 1 event" in redrive.stdout
@@ -137,6 +139,40 @@ async def test_failing_subscriber_is_retried_dead_lettered_and_redriven_once(
     await asyncio.sleep(1.0)
     assert len(mail_sink.messages) == 1
     assert "0 dead letter" in dev.dlq("list", "--trigger", "notify-email-processed").stdout
+
+
+async def test_a_missing_user_is_dead_lettered_at_once_and_healthy_orders_are_not_held_up(
+    dev: DevRun, db: Any, publisher: Any, mail_sink: MailSink
+) -> None:
+    """Emails for users that do not exist are a permanent failure (422 with the reason, no retries), so
+    they never hold notify-email's delivery slots while healthy events queue."""
+    await dev.start()
+    poison = [new_order(f"u-missing-{i}") for i in range(6)]  # more than the trigger's 4 slots
+    for order in poison:
+        await publisher(placed_event(order))
+    user = await add_user(db, "flow@example.com")
+    healthy = [new_order(user) for _ in range(5)]
+    for order in healthy:
+        await publisher(placed_event(order))
+
+    assert len(await mails_to(mail_sink, "flow@example.com", 5, 30)) == 5
+
+    def listed() -> str:
+        return dev.dlq("list", "--trigger", "notify-email-processed").stdout
+
+    await dev.eventually(lambda: asyncio.to_thread(lambda: "6 dead letter" in listed()), 30, "6 dead letters")
+    retried = [line for line in dev.lines if " retry " in line and any(o["id"] in line for o in poison)]
+    assert not retried, retried
+    shown = dev.dlq("show", "notify-email-processed", f"order-processed-{poison[0]['id']}").stdout
+    assert "code 422" in shown
+    assert "user 'u-missing-0'" in shown
+    assert "does not exist" in shown
+
+    # once the user exists, redriving the event sends its email
+    await db.users.insert_one({"_id": "u-missing-0", "email": "found@example.com"})
+    redrive = dev.dlq("redrive", "notify-email-processed", "--id", f"order-processed-{poison[0]['id']}")
+    assert redrive.returncode == 0, redrive.stderr
+    assert len(await mails_to(mail_sink, "found@example.com", 1, 20)) == 1
 
 
 async def test_malformed_orders_are_dead_lettered_with_a_reason_and_the_flow_goes_on(
