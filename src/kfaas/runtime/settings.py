@@ -51,9 +51,7 @@ class Settings:
     )
     timeout: float = field(
         default=30.0,
-        metadata=_env(
-            "KFAAS_TIMEOUT", "Seconds one invocation may take (the description's timeout)"
-        ),
+        metadata=_env("KFAAS_TIMEOUT", "Seconds one invocation may take (the description's timeout)"),
     )
     log_level: str = field(default="INFO", metadata=_env("LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"))
     # Backing services
