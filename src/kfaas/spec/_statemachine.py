@@ -293,9 +293,8 @@ def task_trigger(function: str, parallelism: int) -> Trigger:
     return Trigger(
         name="tasks",
         filter={"type": REQUEST_EVENT, "kfaasfunction": function},
-        delivery=Delivery.model_validate(
-            {"retry": 5, "backoffPolicy": "exponential", "backoffDelay": "PT1S"}
-        ),
+        # the default policy: a task request outlasts a MongoDB or RabbitMQ outage like any other event
+        delivery=Delivery(),
         parallelism=parallelism,
     )
 
