@@ -186,7 +186,7 @@ async def test_the_claim_of_a_killed_process_blocks_only_until_its_timeout(
     holder = asyncio.ensure_future(_post(server.url, "e-killed", 20))
     claims = database[1][CLAIMS_COLLECTION]
     for _ in range(100):
-        claim = await claims.find_one({"_id": "claimed|e-killed"})
+        claim = await claims.find_one({"_id": "claimed|e-killed#0"})
         if claim is not None:
             break
         await asyncio.sleep(0.05)
@@ -209,6 +209,86 @@ async def test_the_claim_of_a_killed_process_blocks_only_until_its_timeout(
     assert (await database[1][IDEMPOTENCY_COLLECTION].find_one({"_id": "claimed|e-killed"}))[
         "state"
     ] == "done"
+    taken_over = await database[1][CLAIMS_COLLECTION].find_one({"_id": "claimed|e-killed#1"})
+    assert taken_over is not None  # the dead claim was not rewritten: the next generation was inserted
+
+
+async def test_a_dead_claim_is_taken_over_by_exactly_one_of_many_deliveries(mongodb_url: str) -> None:
+    """Twenty deliveries find the same expired claim at once. On FerretDB 1.x (SQLite) twenty concurrent
+    compare-and-set updates of one document gave several winners; the next generation's insert has one."""
+    name = f"kfaas_once_{uuid.uuid4().hex[:10]}"
+    contexts = [
+        kfaas.Context(Settings(mongodb_url=mongodb_url, mongodb_database=name, timeout=30.0))
+        for _ in range(4)
+    ]
+    for ctx in contexts:
+        await ctx.start()
+    ran: list[int] = []
+    try:
+        past = datetime.now(UTC) - timedelta(seconds=5)
+        await (
+            contexts[0]
+            .db[CLAIMS_COLLECTION]
+            .insert_one(
+                {
+                    "_id": "k|race#0",
+                    "key": "k|race",
+                    "holder": "dead",
+                    "lease_until": past,
+                    "expires_at": past,
+                }
+            )
+        )
+
+        async def deliver(i: int) -> str:
+            try:
+                async with contexts[i % len(contexts)].once("k|race"):
+                    ran.append(i)
+                    await asyncio.sleep(0.5)
+            except kfaas.InProgress:
+                return "in progress"
+            except kfaas.AlreadyDone:
+                return "done"
+            return "ran"
+
+        outcomes = await asyncio.gather(*(deliver(i) for i in range(20)))
+        assert len(ran) == 1, ran
+        assert outcomes.count("ran") == 1
+        assert set(outcomes) <= {"ran", "in progress", "done"}
+        with pytest.raises(kfaas.AlreadyDone):
+            async with contexts[0].once("k|race"):
+                pass
+    finally:
+        await contexts[0].mongo.drop_database(name)
+        for ctx in contexts:
+            await ctx.close()
+
+
+async def test_a_released_claim_is_claimed_again_by_the_next_delivery(mongodb_url: str) -> None:
+    name = f"kfaas_once_{uuid.uuid4().hex[:10]}"
+    ctx = kfaas.Context(Settings(mongodb_url=mongodb_url, mongodb_database=name, timeout=30.0))
+    await ctx.start()
+    try:
+        for _ in range(3):  # three attempts fail: each releases its claim
+            with pytest.raises(ConnectionError):
+                async with ctx.once("k|retry"):
+                    raise ConnectionError("SMTP is away")
+        async with ctx.once("k|retry"):
+            pass
+        claims = await ctx.db[CLAIMS_COLLECTION].find({"key": "k|retry"}).to_list()
+        assert sorted(c["_id"] for c in claims) == [f"k|retry#{n}" for n in range(4)]
+        assert [c.get("released", False) for c in sorted(claims, key=lambda c: c["_id"])] == [
+            True,
+            True,
+            True,
+            False,
+        ]
+        with pytest.raises(kfaas.AlreadyDone):
+            async with ctx.once("k|retry"):
+                pass
+    finally:
+        await ctx.mongo.drop_database(name)
+        await ctx.close()
 
 
 async def test_recording_an_effect_outlasts_a_mongodb_outage_right_after_it(mongodb_url: str) -> None:
@@ -260,7 +340,7 @@ async def test_a_claim_inside_an_invocation_leases_only_its_remaining_time(mongo
         with invocation(3.0):
             assert 2.9 < (ctx.remaining_seconds() or 0) <= 3.0
             async with ctx.once("k|lease", lease=timedelta(minutes=10)):
-                claim = await ctx.db[CLAIMS_COLLECTION].find_one({"_id": "k|lease"})
+                claim = await ctx.db[CLAIMS_COLLECTION].find_one({"_id": "k|lease#0"})
         assert claim is not None
         held = claim["lease_until"] - datetime.now(UTC)
         assert held <= timedelta(seconds=3.0 + 1.0), held  # 3 s left + one write, not the 10 minutes asked

@@ -44,8 +44,14 @@ IDEMPOTENCY_COLLECTION = "kfaas_idempotency"  # one record per key whose block h
 CLAIMS_COLLECTION = "kfaas_claims"  # one claim per key whose block runs now or was left by a dead holder
 CLAIM_KEEP = timedelta(days=1)  # a claim outlives the record of its key (TTL) by this much
 PENDING = "_kfaas_pending"  # the keys of ctx.once blocks that changed a document, until they are recorded
-UNBOUNDED_LEASE = timedelta(seconds=60)
-CLOSE_WAIT = 3.0  # seconds close() waits for claims still being released or recorded  # the lease of a claim made where no invocation timeout applies
+UNBOUNDED_LEASE = timedelta(seconds=60)  # the lease of a claim made where no invocation timeout applies
+CLOSE_WAIT = 3.0  # seconds close() waits for claims still being released or recorded
+MAX_GENERATIONS = 1000  # claims of one key a delivery walks before it gives up (InProgress)
+
+
+def _claim_id(key: str, generation: int) -> str:
+    """The ``_id`` of a key's claim of this generation (the text after the last ``#`` is the generation)."""
+    return f"{key}#{generation}"
 
 
 class Invocation:
@@ -445,7 +451,8 @@ class Context:
         A claim never blocks longer than the delivery it belongs to. If the block raises, is cancelled or
         runs out of time, the claim is released at once, so a redelivery can try again. Its lease ends when
         the current invocation must have ended (``KFAAS_TIMEOUT``, plus one MongoDB write), or after
-        ``lease`` if that is shorter: a claim whose holder died is taken over after it. Once the block has
+        ``lease`` if that is shorter: a claim whose holder died is taken over after it (by inserting the
+        key's next claim, never by updating the dead one: see :meth:`_claim`). Once the block has
         run, recording it done is retried until the lease ends, even if the caller has gone away, so that a
         MongoDB outage right after the effect does not let a redelivery repeat it.
 
@@ -461,46 +468,11 @@ class Context:
         """
         import uuid
 
-        from pymongo.errors import DuplicateKeyError
-
         claims, records = self.db[CLAIMS_COLLECTION], self.db[IDEMPOTENCY_COLLECTION]
         await self._ensure_ttl(claims, records)
         holder = uuid.uuid4().hex
-        for _ in range(3):  # a claim released between our two reads is claimed again
-            now = datetime.now(UTC)
-            until = now + self._lease(lease)
-            # a claim outlives the record of its key, so a key that can be claimed afresh has no record:
-            # the usual path needs no read (a read that misses costs FerretDB 1.x a whole scan)
-            keep = now + ttl + CLAIM_KEEP
-            claim = {"_id": key, "holder": holder, "lease_until": until, "expires_at": keep}
-            try:
-                await claims.insert_one(claim)
-                break
-            except DuplicateKeyError:
-                if await self._recorded(records, key):
-                    raise AlreadyDone(key) from None
-                taken = await claims.find_one_and_update(
-                    {"_id": key, "lease_until": {"$lt": now}},
-                    {"$set": {"holder": holder, "lease_until": until, "expires_at": keep}},
-                )
-                if taken is not None:
-                    if await self._recorded(records, key):  # its holder finished after all
-                        await self._release(claims, key, holder)
-                        raise AlreadyDone(key) from None
-                    self.log.warning(
-                        "took over the claim on %r: its holder did not end within its lease", key
-                    )
-                    break
-                existing = await claims.find_one({"_id": key})
-                if existing is None:
-                    continue
-                if await self._recorded(records, key):
-                    raise AlreadyDone(key) from None
-                ends = existing.get("lease_until")
-                when = f" until {ends.isoformat(timespec='seconds')}" if isinstance(ends, datetime) else ""
-                raise InProgress(f"another delivery holds {key!r}{when}") from None
-        else:
-            raise InProgress(f"the claim on {key!r} keeps changing hands; retry")
+        now, until, generation = await self._claim(claims, records, key, holder, ttl, lease)
+        claim_id = _claim_id(key, generation)
         claim_ = Claim(self, key, until)
         current = _invocation.get()
         if current is not None:
@@ -509,7 +481,7 @@ class Context:
             try:
                 yield claim_
             except BaseException:
-                await self._settle(self._release(claims, key, holder))
+                await self._settle(self._release(claims, claim_id, key, holder))
                 raise
             await self._settle(self._record(records, claim_, until, now + ttl))
         finally:
@@ -527,11 +499,66 @@ class Context:
         task.add_done_callback(self._background.discard)
         await asyncio.shield(task)
 
-    async def _release(self, claims: Any, key: str, holder: str) -> None:
+    async def _claim(
+        self, claims: Any, records: Any, key: str, holder: str, ttl: timedelta, lease: timedelta | None
+    ) -> tuple[datetime, datetime, int]:
+        """Claim ``key``: (now, the lease's end, the claim's generation); AlreadyDone or InProgress if not.
+
+        Claims are only ever inserted, never taken over by an update: FerretDB 1.x (SQLite) does not apply
+        concurrent updates of one document atomically (two compare-and-set updates can both win), while a
+        unique ``_id`` insert has exactly one winner. The claims of a key form a chain of generations,
+        ``<key>#0``, ``<key>#1``, ...; a claim is written by its holder alone (inserted, then marked
+        released). A delivery walks the chain from 0: a live claim means :class:`InProgress`, a released or
+        expired one sends it to the next generation, and the first generation it can insert is its claim.
+        Two deliveries that find the same dead claim race for the next insert, and one of them wins.
+        """
+        from pymongo.errors import DuplicateKeyError
+
+        generation = 0
+        for _ in range(MAX_GENERATIONS):
+            now = datetime.now(UTC)
+            until = now + self._lease(lease)
+            # a claim outlives the record of its key, so a key that can be claimed afresh has no record:
+            # the usual path needs no read (a read that misses costs FerretDB 1.x a whole scan)
+            claim = {
+                "_id": _claim_id(key, generation),
+                "key": key,
+                "holder": holder,
+                "lease_until": until,
+                "expires_at": now + ttl + CLAIM_KEEP,
+            }
+            try:
+                await claims.insert_one(claim)
+            except DuplicateKeyError:
+                existing = await claims.find_one({"_id": claim["_id"]})
+                if existing is None:  # expired (TTL) meanwhile: this generation is free again
+                    continue
+                if await self._recorded(records, key):
+                    raise AlreadyDone(key) from None
+                ends = existing.get("lease_until")
+                if not existing.get("released") and isinstance(ends, datetime) and ends >= now:
+                    when = f" until {ends.isoformat(timespec='seconds')}"
+                    raise InProgress(f"another delivery holds {key!r}{when}") from None
+                if not existing.get("released"):
+                    self.log.warning(
+                        "taking over the claim on %r: its holder did not end within its lease", key
+                    )
+                generation += 1
+                continue
+            if generation and await self._recorded(records, key):  # the previous holder finished late
+                await self._release(claims, claim["_id"], key, holder)
+                raise AlreadyDone(key)
+            return now, until, generation
+        raise InProgress(f"the claim on {key!r} changed hands {MAX_GENERATIONS} times; retry")
+
+    async def _release(self, claims: Any, claim_id: str, key: str, holder: str) -> None:
         from pymongo.errors import PyMongoError
 
-        try:  # only our own claim: after our lease another delivery may hold it
-            await claims.delete_one({"_id": key, "holder": holder})
+        try:  # only our own claim, and only its holder writes it: no concurrent update of one document
+            await claims.update_one(
+                {"_id": claim_id, "holder": holder},
+                {"$set": {"released": True, "lease_until": datetime.now(UTC)}},
+            )
         except PyMongoError as exc:
             self.log.warning("could not release the claim on %r (its lease bounds it): %s", key, exc)
 
