@@ -471,7 +471,7 @@ class Context:
         claims, records = self.db[CLAIMS_COLLECTION], self.db[IDEMPOTENCY_COLLECTION]
         await self._ensure_ttl(claims, records)
         holder = uuid.uuid4().hex
-        now, until, generation = await self._claim(claims, records, key, holder, ttl, lease)
+        now, until, generation = await self._claim(claims, records, key, holder, ttl=ttl, lease=lease)
         claim_id = _claim_id(key, generation)
         claim_ = Claim(self, key, until)
         current = _invocation.get()
@@ -500,7 +500,7 @@ class Context:
         await asyncio.shield(task)
 
     async def _claim(
-        self, claims: Any, records: Any, key: str, holder: str, ttl: timedelta, lease: timedelta | None
+        self, claims: Any, records: Any, key: str, holder: str, *, ttl: timedelta, lease: timedelta | None
     ) -> tuple[datetime, datetime, int]:
         """Claim ``key``: (now, the lease's end, the claim's generation); AlreadyDone or InProgress if not.
 
@@ -520,7 +520,7 @@ class Context:
             until = now + self._lease(lease)
             # a claim outlives the record of its key, so a key that can be claimed afresh has no record:
             # the usual path needs no read (a read that misses costs FerretDB 1.x a whole scan)
-            claim = {
+            claim: dict[str, Any] = {
                 "_id": _claim_id(key, generation),
                 "key": key,
                 "holder": holder,
