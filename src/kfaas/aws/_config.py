@@ -88,6 +88,17 @@ def _seconds(text: str) -> float:
     return d * 86400 + h * 3600 + mi * 60 + s
 
 
+def _timeout(value: object) -> float:
+    """Seconds one invocation may take: KFAAS_TIMEOUT as the runtime reads it (greater than 0)."""
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        raise ConfigError(f"timeout {value!r} is not a number of seconds") from None
+    if seconds <= 0:
+        raise ConfigError(f"timeout {value!r} must be greater than 0 (KFAAS_TIMEOUT or the description's)")
+    return seconds
+
+
 def _memory_mb(text: str) -> int:
     if text.endswith("Gi"):
         return int(text[:-2]) * 1024
@@ -160,7 +171,7 @@ def config_from(raw: Mapping[str, Any], folder: Path, env: Mapping[str, str]) ->
         handler=str(handler or ""),
         runtime=str(runtime or ""),
         image=str(image) if image else None,
-        timeout=float(env.get("KFAAS_TIMEOUT") or raw.get("timeout", 30)),
+        timeout=_timeout(env.get("KFAAS_TIMEOUT") or raw.get("timeout", 30)),
         memory_mb=_memory_mb(str(raw.get("memory", "256Mi"))),
         concurrency=int(env.get("KFAAS_LAMBDA_CONCURRENCY") or settings.get("concurrency", 1)),
         stage=str(settings.get("stage", "$default")),
