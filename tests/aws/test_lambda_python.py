@@ -109,7 +109,7 @@ async def test_python_handler_through_kfaas_dev(
     bodies_seen = [rec["body"] for batch in batches for rec in batch]
     for body in ("ok-1", "ok-2", "ok-4", "ok-5"):
         assert bodies_seen.count(body) == 1, bodies_seen  # succeeded once: never retried
-    assert bodies_seen.count("fail-3") == 4  # the first attempt and 3 retries (the default delivery)
+    assert bodies_seen.count("fail-3") == 4  # the first attempt and 3 retries (the source's delivery)
     assert max(len(b) for b in batches) > 1  # records in flight together went as one batch
     assert run.dlq("show", "lambda-py-jobs").stdout.count("ok-") == 0  # only the failed record is there
     assert "BatchItemFailure" in run.dlq("show", "lambda-py-jobs").stdout
