@@ -203,6 +203,24 @@ async def delete_rabbitmq_names(amqp_url: str, run: DevRun) -> None:
         await channel.queue_delete(run.queue)
 
 
+async def dead_letter_counts(amqp_url: str, run: DevRun) -> dict[str, int]:
+    """The number of dead letters in each trigger's ``.dlq`` queue of the run."""
+    import aio_pika
+
+    from kfaas.broker import triggers_of
+    from kfaas.spec import load_app
+
+    app = load_app(run.functions)
+    connection = await aio_pika.connect(amqp_url, timeout=10)
+    counts = {}
+    async with connection:
+        channel = await connection.channel()
+        for ref in triggers_of(app, run.namespace):
+            queue = await channel.declare_queue(ref.dead_letter_queue, passive=True)
+            counts[ref.name] = queue.declaration_result.message_count or 0
+    return counts
+
+
 def placed_event(order: dict[str, Any]) -> bytes:
     return json.dumps(
         {

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from kfaas_system import DevRun
+from kfaas_system import DevRun, dead_letter_counts
 from tcpproxy import TcpProxy
 
 from kfaas.dev.smtp import MailSink
@@ -78,11 +78,17 @@ class Drill:
         self._milestones: dict[int, asyncio.Event] = {}
 
     async def reached(self, count: int) -> None:
-        """Return once ``count`` orders have been sent."""
+        """Return once ``count`` orders have been answered (the client queues what it cannot send yet)."""
         event = self._milestones.setdefault(count, asyncio.Event())
-        if self.sent >= count:
+        if len(self.answers) >= count:
             event.set()
         await event.wait()
+
+    def _answered(self, order_id: str, code: int) -> None:
+        self.answers[order_id] = code
+        for count, event in self._milestones.items():
+            if len(self.answers) >= count:
+                event.set()
 
     def order(self, i: int) -> dict[str, Any]:
         order_id = f"drill-{i:05d}-{uuid.uuid4().hex[:6]}"
@@ -96,11 +102,11 @@ class Drill:
         async with slots:
             try:
                 response = await self.client.post("/orders", json=order)
-                self.answers[order["id"]] = response.status_code
+                self._answered(order["id"], response.status_code)
                 if response.status_code != 202:
                     self.errors[f"{response.status_code} {response.json().get('error', '')[:60]}"] += 1
             except httpx.HTTPError as exc:  # no answer: the outcome is unknown to the client
-                self.answers[order["id"]] = 0
+                self._answered(order["id"], 0)
                 self.errors[f"no answer: {type(exc).__name__}"] += 1
 
     async def run(self, count: int, rate: float) -> None:
@@ -111,9 +117,6 @@ class Drill:
             await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
             tasks.append(asyncio.create_task(self.place(self.order(i), slots)))
             self.sent += 1
-            for count, event in self._milestones.items():
-                if self.sent >= count:
-                    event.set()
         await asyncio.gather(*tasks)
 
 
@@ -122,22 +125,6 @@ def _true(check: Any) -> Any:
         return bool(check())
 
     return probe
-
-
-async def _dead_letters(amqp_url: str, dev: DevRun) -> dict[str, int]:
-    import aio_pika
-
-    from kfaas.broker import triggers_of
-    from kfaas.spec import load_app
-
-    counts = {}
-    connection = await aio_pika.connect(amqp_url, timeout=10)
-    async with connection:
-        channel = await connection.channel()
-        for ref in triggers_of(load_app(dev.functions), dev.namespace):
-            queue = await channel.declare_queue(ref.dead_letter_queue, passive=True)
-            counts[ref.name] = queue.declaration_result.message_count or 0
-    return counts
 
 
 @pytest.mark.timeout(1200)
@@ -186,7 +173,7 @@ async def test_no_order_is_lost_or_doubled_under_faults(
                 # one fault at a time, each once the pipeline has recovered from the one before, so that
                 # each of them meets orders in every stage (a slow stop_app must not make them overlap)
                 await after(0.10)
-                note(f"RabbitMQ stop_app ({drill.sent} sent)")
+                note(f"RabbitMQ stop_app ({len(drill.answers)} answered)")
                 await rabbitmq_ctl.stop_app()
                 await asyncio.sleep(RABBITMQ_OUTAGE)
                 await rabbitmq_ctl.start_app()
@@ -194,10 +181,10 @@ async def test_no_order_is_lost_or_doubled_under_faults(
                 await pipeline_moves("emails after RabbitMQ came back")
                 await after(0.40)
                 os.kill(_pid_of(dev, "process-order"), signal.SIGKILL)
-                note(f"process-order SIGKILLed ({drill.sent} sent)")
+                note(f"process-order SIGKILLed ({len(drill.answers)} answered)")
                 await pipeline_moves("emails after process-order was restarted")
                 await after(0.60)
-                note(f"MongoDB unreachable ({drill.sent} sent)")
+                note(f"MongoDB unreachable ({len(drill.answers)} answered)")
                 await proxy.stop()
                 await asyncio.sleep(MONGODB_OUTAGE)
                 await proxy.start()
@@ -208,7 +195,7 @@ async def test_no_order_is_lost_or_doubled_under_faults(
                     await asyncio.sleep(15)
                     with capsys.disabled():
                         print(
-                            f"drill {time.monotonic() - began:5.0f}s: {drill.sent} sent, "
+                            f"drill {time.monotonic() - began:5.0f}s: {len(drill.answers)} answered, "
                             f"{sum(c == 202 for c in drill.answers.values())} accepted, "
                             f"{len(mail_sink.messages)} emailed",
                             flush=True,
@@ -246,7 +233,7 @@ async def test_no_order_is_lost_or_doubled_under_faults(
         doubled_mails = sorted(o for o, n in mails.items() if n > 1)
         totals = {d["_id"]: d for d in await db.order_totals_by_user.find({}).to_list()}
         by_day = await db.order_totals_by_day.find({}).to_list()
-        dead = await _dead_letters(amqp_url, dev)
+        dead = await dead_letter_counts(amqp_url, dev)
         outbox = await db.kfaas_outbox.count_documents({})
         counts = {
             "orders sent": drill.sent,
