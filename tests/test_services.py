@@ -11,6 +11,7 @@ import asyncio
 import importlib.util
 import os
 import random
+import shutil
 import socket
 import subprocess
 import uuid
@@ -361,3 +362,119 @@ def test_services_up_reuses_running_servers_and_down_leaves_them(
     assert "nothing started from" in down.stderr
     assert _listening(amqp.port or 5672)
     assert _listening(mongo.port or 27017)
+
+
+def _postgresql_bindir() -> str | None:
+    """PostgreSQL's server programs as scripts/services finds them (Debian keeps them off PATH)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    if found:
+        return str(found[-1].parent)
+    initdb = shutil.which("initdb")
+    return str(Path(initdb).parent) if initdb else None
+
+
+def _psql(bindir: str) -> str | None:
+    return str(Path(bindir, "psql")) if Path(bindir, "psql").exists() else shutil.which("psql")
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+async def test_services_ferretdb_on_postgresql_up_status_down(
+    tmp_path: Path, amqp_url: str, require_tool: Callable[[str], str]
+) -> None:
+    """KFAAS_FERRETDB_BACKEND=pg: a PostgreSQL of its own on loopback, FerretDB storing into it, all gone
+    after down; RabbitMQ (the suite's, on its port) is reused and left alone."""
+    import toolfinder
+
+    require_tool("python3")
+    bindir = _postgresql_bindir()
+    if bindir is None:
+        toolfinder.missing("PostgreSQL's server programs (Debian: apt-get install postgresql)")
+    psql = _psql(bindir or "") or require_tool("psql")
+    if not os.environ.get("KFAAS_FERRETDB_BIN"):
+        require_tool("go")
+    _, mongo_port, _ = _alternate_ports()
+    pg_port = next(p for p in range(13000, 13500) if _free(p) and p != mongo_port)
+    amqp_port = urlsplit(amqp_url).port or 5672
+    env = {
+        **os.environ,
+        "KFAAS_SERVICES_DIR": str(tmp_path / "state"),
+        "KFAAS_AMQP_PORT": str(amqp_port),
+        "KFAAS_MONGO_PORT": str(mongo_port),
+        "KFAAS_FERRETDB_BACKEND": "pg",
+        "KFAAS_PG_PORT": str(pg_port),
+    }
+    try:
+        up = await asyncio.to_thread(_services, "up", env)
+        assert up.returncode == 0, up.stderr
+        assert f"reusing the server already answering on 127.0.0.1:{amqp_port}" in up.stderr
+        assert "starting PostgreSQL" in up.stderr
+        assert f"(PostgreSQL on 127.0.0.1:{pg_port}) on 127.0.0.1:{mongo_port}" in up.stderr
+        assert _listening(pg_port)
+        assert _listening(mongo_port)
+        outward = _outward_address()
+        if outward is not None:
+            assert not _listening(pg_port, outward)
+
+        status = _services("status", env, 60)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert f"postgres  127.0.0.1:{pg_port}  up (started here" in status.stdout
+        assert "pg)" in status.stdout  # FerretDB's line names its backend
+
+        from pymongo import AsyncMongoClient
+
+        mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            f"mongodb://127.0.0.1:{mongo_port}/", serverSelectionTimeoutMS=5000
+        )
+        try:
+            await mongo["pgcheck"]["things"].insert_one({"_id": "a", "n": 1})
+            assert await mongo["pgcheck"]["things"].find_one({"_id": "a"}) == {"_id": "a", "n": 1}
+        finally:
+            await mongo.close()
+        # the document is in PostgreSQL: FerretDB keeps a database as a schema of the ferretdb database
+        schemas = await asyncio.to_thread(
+            subprocess.run,
+            [
+                psql,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(pg_port),
+                "-U",
+                "postgres",
+                "-d",
+                "ferretdb",
+                "-Atc",
+                "SELECT schema_name FROM information_schema.schemata",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert schemas.returncode == 0, schemas.stderr
+        assert "pgcheck" in schemas.stdout.split()
+
+        again = _services("up", env, 120)
+        assert again.returncode == 0, again.stderr
+        assert "PostgreSQL already running" in again.stderr
+    finally:
+        kept = tmp_path / "state" / f"postgresql-{pg_port}" / "home-path"
+        data_path = Path(kept.read_text().strip()) if kept.exists() else None
+        down = await asyncio.to_thread(_services, "down", env, 180)
+    assert down.returncode == 0, down.stderr
+    assert "stopping PostgreSQL" in down.stderr
+    assert "stopping RabbitMQ" not in down.stderr
+    assert not _listening(pg_port)
+    assert not _listening(mongo_port)
+    assert _listening(amqp_port)
+    assert not any((tmp_path / "state").iterdir())
+    if data_path is not None:  # the data directory outside the state directory is removed too
+        assert not data_path.exists()
+
+
+def test_services_refuses_an_unknown_ferretdb_backend(tmp_path: Path) -> None:
+    env = {**os.environ, "KFAAS_SERVICES_DIR": str(tmp_path), "KFAAS_FERRETDB_BACKEND": "mysql"}
+    result = _services("status", env, 60)
+    assert result.returncode == 2
+    assert "KFAAS_FERRETDB_BACKEND=mysql: expected sqlite or pg" in result.stderr
