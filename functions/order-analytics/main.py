@@ -4,15 +4,16 @@ Two collections, updated with ``$inc``:
 - ``order_totals_by_user``: ``{_id: userId, orders, totalCents, lastOrderAt}``;
 - ``order_totals_by_day``: ``{_id: "YYYY-MM-DD" (UTC day the order was placed), orders, totalCents}``.
 
-Idempotent per order: each of the two increments runs inside its own ``ctx.once`` keyed by the order id, so
-a redelivery (or a retry after the second update failed) never counts an order twice. The increment is made
-through the claim (``claim.update_one``): the totals document carries the order's key in the same atomic
-update until the increment is recorded done, so an increment whose answer MongoDB lost, or one followed by a
-crash, is never applied a second time.
+Idempotent per order: both increments run inside one ``ctx.once`` keyed by the order id, so a redelivery
+never counts an order twice. Each increment is made through the claim (``claim.update_one``): its totals
+document carries the order's key in the same update until the claim is recorded done, so an increment whose
+answer MongoDB lost, or one followed by a crash, is never applied a second time, and a retry after only one
+of the two was applied makes only the other. The two documents differ, so the increments are sent at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,18 +44,26 @@ async def handle(event: CloudEvent, ctx: kfaas.Context) -> None:
     if event["type"] != PROCESSED:
         raise kfaas.InvalidEvent(f"order-analytics does not handle events of type {event['type']!r}")
     order_id, user_id, cents, placed_at = parse(event.data)
-    updates = (
-        (BY_USER, user_id, {"lastOrderAt": placed_at}),
-        (BY_DAY, placed_at.date().isoformat(), {}),
-    )
-    for collection, key, extra in updates:
-        try:
-            async with ctx.once(f"order-analytics|{collection}|{order_id}") as claim:
-                await claim.update_one(
-                    collection,
-                    {"_id": key},
-                    {"$inc": {"orders": 1, "totalCents": cents}, **({"$max": extra} if extra else {})},
+    try:
+        async with ctx.once(f"order-analytics|{order_id}") as claim:
+            # both run to their end (each bounded by the claim's lease) before a failure is raised
+            results = await asyncio.gather(
+                claim.update_one(
+                    BY_USER,
+                    {"_id": user_id},
+                    {"$inc": {"orders": 1, "totalCents": cents}, "$max": {"lastOrderAt": placed_at}},
                     upsert=True,
-                )
-        except kfaas.AlreadyDone:
-            ctx.log.info("order %s already counted in %s", order_id, collection)
+                ),
+                claim.update_one(
+                    BY_DAY,
+                    {"_id": placed_at.date().isoformat()},
+                    {"$inc": {"orders": 1, "totalCents": cents}},
+                    upsert=True,
+                ),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+    except kfaas.AlreadyDone:
+        ctx.log.info("order %s already counted", order_id)

@@ -197,11 +197,17 @@ class Claim:
         """The block is recorded done: the documents it changed need not carry its key any more."""
         from pymongo.errors import PyMongoError
 
-        for coll, selected in self._touched:
+        async def pull(coll: Any, selected: dict[str, Any]) -> None:
             try:
                 await coll.update_many({**selected, PENDING: self.key}, {"$pull": {PENDING: self.key}})
             except PyMongoError as exc:  # harmless: the record keeps the block from running again
                 self._ctx.log.warning("could not remove %r from %s: %s", self.key, coll.name, exc)
+
+        # one pull per document, all at once: each removes only this key, so their order does not matter
+        distinct: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+        for coll, selected in self._touched:
+            distinct.setdefault((coll.name, repr(sorted(selected.items()))), (coll, selected))
+        await asyncio.gather(*(pull(coll, selected) for coll, selected in distinct.values()))
 
 
 def _reason(exc: BaseException) -> str:
