@@ -1,29 +1,32 @@
 """Order pipeline benchmark: ``POST /orders`` to the email and the analytics count, on ``kfaas dev``.
 
-    .venv/bin/python bench/pipeline.py --backend name=sqlite,url=mongodb://127.0.0.1:27221/,metrics=... \\
-        [--backend name=pg,url=...,metrics=...,pg-port=5421] [--rates 25,50,100,150] [--seconds 10] [--quiet 0.1]
+    .venv/bin/python bench/pipeline.py --backend name=sqlite,url=mongodb://127.0.0.1:27221/,metrics=URL \
+        [--backend name=pg,url=...,metrics=URL,pg-port=5421] [--functions NAME=DIR ...] \
+        [--rates 10,15,20,30,40] [--seconds 10] [--quiet 0.5]
 
-For each backend (a MongoDB-wire server, FerretDB on SQLite or on PostgreSQL), one ``kfaas dev`` run of the
-four functions of the order flow (place-order, process-order, notify-email, order-analytics: the real
-functions/, in a private copy whose orders queue, broker namespace and database belong to this run) on the
-RabbitMQ given, with this process's SMTP sink. Then a stepped open-loop offered rate: at each step
-``rate x seconds`` orders are sent at even intervals through the gateway (at most ``--max-orders``), and the
-step waits (bounded by ``--drain``) until every accepted order has its email and its two analytics counts.
+For each backend (a MongoDB-wire server: FerretDB on SQLite, or on PostgreSQL) and each folder of functions
+(``--functions``, default the repository's; several run one after the other, a baseline beside a change),
+one ``kfaas dev`` run of the four functions of the order flow (place-order, process-order, notify-email,
+order-analytics, in a private copy whose orders queue, broker namespace and database belong to this run)
+on the RabbitMQ of ``--amqp-url``, with this process as the SMTP sink. After 20 warm-up orders, a stepped
+open-loop offered rate: at each step ``rate x seconds`` orders (at most ``--max-orders``) are sent at even
+intervals through the gateway, then the step waits (at most ``--drain`` s) until every accepted order has
+its email and order-analytics has answered for it.
 
-Per step it reports: offered and achieved rate (orders completed / time from the first send to the last
-completion), latency from the send to the later of the email and the per-day analytics count (p50/p99), and
-to the 202, the email and the count separately; refused (non-202) and lost orders (a 202 without exactly
-one email, without both counts, not ``processed``, or missing from the per-day total) and dead letters; the
-CPU each process used per order (from /proc: kfaas dev = gateway, dev broker and queue source in one
-process; each ``kfaas serve``; FerretDB; PostgreSQL; RabbitMQ; this process = load and SMTP sink); the
-MongoDB commands per order by name (FerretDB's own request counter, ``metrics=``: nothing is added to the
-measured path, and this process's own queries are subtracted). The highest sustained rate is the highest
-step whose achieved rate is within 5% of the offered one, p99 <= ``--p99`` seconds and nothing lost;
-stepping stops after the first step that is not sustained.
+Per step: offered and achieved rate (orders completed / time from the first send to the last completion);
+latency from the send to the later of the email and order-analytics' answer (p50/p99), and to the 202, the
+email and the count separately; refused (non-202) and lost orders (a 202 without exactly one email or
+without its analytics answer) and dead letters, and the per-day total checked against the orders counted;
+the CPU of each process per order (from /proc: kfaas dev is the gateway, the dev broker and the queue
+source in one process; each ``kfaas serve``; FerretDB; PostgreSQL; RabbitMQ; this process, the load and the
+sink); MongoDB commands per order by name, from FerretDB's own request counter (``metrics=``, its debug
+address: nothing is added to the measured path; this process's own queries are subtracted). The highest
+sustained rate is the highest step whose achieved rate is within 5% of the offered one, with p99 <= ``--p99``
+seconds, nothing refused, lost or dead-lettered; stepping stops after the first step that is not.
 
-The machine's load is printed at the start and with every step (CPU used by processes not in the run);
-``--quiet 0.1`` waits (at most ``--quiet-wait`` s) before each step for others to use at most 10% of it.
-Loopback only; bounded in orders and time. Results: bench/results/pipeline-<date>.json.
+The machine's load is printed at the start and with every step (the CPU share of processes outside the
+run); ``--quiet 0.5`` waits before each step (at most ``--quiet-wait`` s) until others use at most half of
+it. Loopback only, bounded in orders and time. Results: bench/results/pipeline-<date>.json (``--out``).
 """
 
 from __future__ import annotations
@@ -221,7 +224,7 @@ class TimedSink:
 
 
 class Run:
-    def __init__(self, backend: Backend, amqp_url: str, sink: TimedSink, tmp: Path) -> None:
+    def __init__(self, backend: Backend, amqp_url: str, sink: TimedSink, tmp: Path, functions: Path) -> None:
         self.backend = backend
         self.amqp_url = amqp_url
         self.sink = sink
@@ -235,7 +238,7 @@ class Run:
         self.lock = threading.Lock()
         self.analytics_done: dict[str, float] = {}  # order id -> time order-analytics answered 2xx
         self.proc: subprocess.Popen[bytes] | None = None
-        shutil.copytree(ROOT / "functions", self.functions, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(functions, self.functions, ignore=shutil.ignore_patterns("__pycache__"))
         self._edit("process-order", self._rename_queue)
         self._edit("place-order", lambda d: d.setdefault("env", {}).update(ORDERS_QUEUE=self.queue))
 
@@ -582,14 +585,16 @@ def quiet_wait(below: float, max_wait: float) -> float:
     return busy
 
 
-async def bench_backend(backend: Backend, args: argparse.Namespace) -> dict[str, Any]:
+async def bench_backend(
+    backend: Backend, variant: str, functions: Path, args: argparse.Namespace
+) -> dict[str, Any]:
     from bson import ObjectId
     from pymongo import AsyncMongoClient
 
     sink = TimedSink()
     sink.start()
     with tempfile.TemporaryDirectory(prefix="kfaas-pipeline-") as tmp:
-        run = Run(backend, args.amqp_url, sink, Path(tmp))
+        run = Run(backend, args.amqp_url, sink, Path(tmp), functions)
         own = OwnCommands()
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             backend.url, event_listeners=[own], serverSelectionTimeoutMS=10_000
@@ -604,7 +609,9 @@ async def bench_backend(backend: Backend, args: argparse.Namespace) -> dict[str,
         steps: list[dict[str, Any]] = []
         try:
             print(
-                f"[{backend.name}] starting kfaas dev ({', '.join(FUNCTIONS)}) on {backend.url}", flush=True
+                f"[{backend.name}/{variant}] starting kfaas dev ({', '.join(FUNCTIONS)} of {functions}) "
+                f"on {backend.url}",
+                flush=True,
             )
             run.start(args.ready_timeout)
             # warm-up: a few orders through the whole flow (imports, connections, queues)
@@ -619,7 +626,7 @@ async def bench_backend(backend: Backend, args: argparse.Namespace) -> dict[str,
                 result = await measure_step(run, db, step, users, args, day)
                 result["others_busy_before"] = round(busy, 3)
                 steps.append(result)
-                print_step(backend.name, result)
+                print_step(f"{backend.name}/{variant}", result)
                 if not result["sustained"]:
                     break
         finally:
@@ -656,13 +663,29 @@ def print_step(name: str, r: dict[str, Any]) -> None:
     )
 
 
+def functions_variant(text: str) -> tuple[str, Path]:
+    name, _, folder = text.partition("=")
+    path = Path(folder).resolve()
+    if not name or not (path / "order-analytics" / "function.yaml").is_file():
+        raise argparse.ArgumentTypeError(
+            f"--functions {text!r}: expected NAME=DIR, DIR holding the functions"
+        )
+    return name, path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", type=Backend.parse, action="append", help="name=,url=,metrics=,pg-port=")
     parser.add_argument(
+        "--functions",
+        type=functions_variant,
+        action="append",
+        help="NAME=DIR: run this folder of functions (default: current=functions/); repeat to compare",
+    )
+    parser.add_argument(
         "--amqp-url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
     )
-    parser.add_argument("--rates", default="25,50,75,100,150", help="offered orders/s, in order")
+    parser.add_argument("--rates", default="10,20,30,40,60,80,100", help="offered orders/s, in order")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each step's sending")
     parser.add_argument("--max-orders", type=int, default=2000, help="at most this many orders per step")
     parser.add_argument("--max-in-flight", type=int, default=200, help="concurrent POSTs at most")
@@ -689,7 +712,9 @@ def main() -> None:
     print(f"load at start: loadavg {os.getloadavg()}, CPU busy {start_busy:.0%} of {os.cpu_count()} cores")
     if start_busy > 0.25:
         print("WARNING: the machine is busy; these numbers are not final (run again when it is quiet)")
-    results = [asyncio.run(bench_backend(b, args)) for b in backends]
+    variants = args.functions or [("current", ROOT / "functions")]
+    # backends in turn; for each, the variants of the functions (a baseline beside a change) in turn
+    results = [asyncio.run(bench_backend(b, name, path, args)) for b in backends for name, path in variants]
     summary = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -700,7 +725,7 @@ def main() -> None:
     }
     for r in results:
         print(
-            f"{r['backend']}: highest sustained rate {r['highest_sustained']:g} orders/s (p99 <= {args.p99:g} s, nothing lost)"
+            f"{r['backend']}/{r['functions']}: highest sustained rate {r['highest_sustained']:g} orders/s (p99 <= {args.p99:g} s, nothing lost)"
         )
     out = args.out or ROOT / "bench" / "results" / f"pipeline-{dt.date.today().isoformat()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
