@@ -640,6 +640,8 @@ async def bench_backend(
     sustained = [s["offered_rate"] for s in steps if s["sustained"]]
     return {
         "backend": backend.name,
+        "functions": variant,
+        "functions_dir": str(functions),
         "url": backend.url,
         "steps": steps,
         "highest_sustained": max(sustained, default=0),
