@@ -77,12 +77,15 @@ def free_port() -> int:
 # ------------------------------------------------------------------------------------------ /proc helpers
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, reaped: bool = True) -> float:
+    """CPU seconds of ``pid``, with those of its children that have ended and been waited for (``reaped``)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+    own = int(fields[11]) + int(fields[12])  # utime + stime
+    children = int(fields[13]) + int(fields[14]) if reaped else 0  # cutime + cstime
+    return (own + children) / TICK
 
 
 def children_of() -> dict[int, list[int]]:
@@ -300,16 +303,15 @@ class Run:
                     with self.lock:
                         self.analytics_done.setdefault(ce_id.removeprefix("order-processed-"), stamp)
 
-    def processes(self, backend_pids: dict[str, list[int]]) -> dict[str, list[int]]:
-        """Process name -> pids: kfaas dev, each function, the servers."""
+    def processes(self, backend_pids: dict[str, int]) -> dict[str, tuple[int, bool]]:
+        """Process name -> (pid, with its descendants): kfaas dev alone, each function, the servers."""
         assert self.proc is not None
         tree = children_of()
-        out: dict[str, list[int]] = {"kfaas dev": [self.proc.pid]}
+        out: dict[str, tuple[int, bool]] = {"kfaas dev": (self.proc.pid, False)}
         for child in tree.get(self.proc.pid, []):
-            name = env_of(child).get("KFAAS_FUNCTION") or f"child {child}"
-            out[name] = descendants(child, tree)
-        out.update(backend_pids)
-        out["bench (load + SMTP sink)"] = [os.getpid()]
+            out[env_of(child).get("KFAAS_FUNCTION") or f"child {child}"] = (child, True)
+        out.update({name: (pid, True) for name, pid in backend_pids.items()})
+        out["bench (load + SMTP sink)"] = (os.getpid(), False)
         return out
 
     def stop(self) -> None:
@@ -322,9 +324,8 @@ class Run:
                 self.proc.wait()
 
 
-def server_pids(backend: Backend, amqp_port: int) -> dict[str, list[int]]:
-    tree = children_of()
-    out: dict[str, list[int]] = {}
+def server_pids(backend: Backend, amqp_port: int) -> dict[str, int]:
+    out: dict[str, int] = {}
     for name, port in (
         ("FerretDB", backend.mongo_port()),
         ("PostgreSQL", backend.pg_port),
@@ -332,12 +333,20 @@ def server_pids(backend: Backend, amqp_port: int) -> dict[str, list[int]]:
     ):
         pid = listening_pid(port) if port else None
         if pid is not None:
-            out[name] = descendants(pid, tree)
+            out[name] = pid
     return out
 
 
-def cpu_of(groups: dict[str, list[int]]) -> dict[str, float]:
-    return {name: sum(cpu_seconds(p) for p in pids) for name, pids in groups.items()}
+def cpu_of(groups: dict[str, tuple[int, bool]]) -> dict[str, float]:
+    """CPU seconds per group. A group with descendants (PostgreSQL forks a process per connection) counts
+    those alive now and, through each one's cutime, those ended meanwhile; kfaas dev counts itself alone
+    (its children are the functions, counted apart)."""
+    tree = children_of()
+    out = {}
+    for name, (pid, family) in groups.items():
+        pids = descendants(pid, tree) if family else [pid]
+        out[name] = sum(cpu_seconds(p, reaped=family) for p in pids)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------- a step
