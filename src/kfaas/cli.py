@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "kfaas.aws.endpoints",
         "serve the EventBridge, SQS and SES APIs (SigV4) on the broker, RabbitMQ and SMTP",
     ),
+    "import": ("kfaas.aws.sam.cli", "import an AWS SAM template as function folders (kfaas import sam)"),
     "schema": ("kfaas.spec.schema", "print the JSON schema of function.yaml"),
 }
 
