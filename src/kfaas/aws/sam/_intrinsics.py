@@ -84,7 +84,7 @@ class Resolver:
         self.reason = f"Fn::GetAtt {name}.{attribute}: nothing here has that attribute"
         return None
 
-    def resolve(self, value: Any) -> str | None:
+    def resolve(self, value: Any) -> str | None:  # noqa: PLR0911 (one branch per SAM property or event kind)
         """``value`` as a string, or None (``self.reason`` says why)."""
         if isinstance(value, bool):
             return "true" if value else "false"
@@ -109,7 +109,9 @@ class Resolver:
         return None
 
     def _sub(self, arg: Any) -> str | None:
-        text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1]) if isinstance(arg, list) else ("", {})
+        text, variables = (
+            (arg, {}) if isinstance(arg, str) else (arg[0], arg[1]) if isinstance(arg, list) else ("", {})
+        )
         if not isinstance(text, str) or not isinstance(variables, dict):
             self.reason = "Fn::Sub takes a string or [string, {variables}]"
             return None

@@ -227,7 +227,9 @@ class _Mapper:
                 if not _DNS.match(name):
                     from kfaas.aws.sam._template import SamError
 
-                    raise SamError(f"function {lid}: its name here, {name!r}, is not a DNS label of at most 63 characters")
+                    raise SamError(
+                        f"function {lid}: its name here, {name!r}, is not a DNS label of at most 63 characters"
+                    )
                 self.names.functions[lid] = name
             elif type_ == "AWS::DynamoDB::Table":
                 self.names.collections[lid] = self._name_of(lid, "TableName")
@@ -250,7 +252,7 @@ class _Mapper:
 
     # -- functions --------------------------------------------------------------------------------------
 
-    def function(self, lid: str) -> None:
+    def function(self, lid: str) -> None:  # noqa: PLR0912, PLR0915 (one branch per SAM property or event kind)
         p = self.props(lid)
         sam = self.t.sam_resource(lid).get("Properties") or {}
         globals_ = ((self.t.sam.get("Globals") or {}).get("Function")) or {}
@@ -261,7 +263,7 @@ class _Mapper:
         plan = FunctionPlan(lid, name, d)
         self.plans[lid] = plan
         self.done.add(lid)
-        code = p.get("Code") if isinstance(p.get("Code"), dict) else {}
+        code: dict[str, Any] = p["Code"] if isinstance(p.get("Code"), dict) else {}
         if p.get("PackageType") == "Image":
             image = self.text(code.get("ImageUri"))
             if image is None:
@@ -272,8 +274,20 @@ class _Mapper:
             if isinstance(config.get("Command"), list) and config["Command"]:
                 d["handler"] = str(config["Command"][0])
             for key in sorted(set(config) - {"Command"}):
-                self.r.add("unmapped", lid, stype, f"ImageConfig.{key}", "the image runs with its own entrypoint and folder")
-            self.r.add("mapped", lid, stype, "PackageType: Image", f"functions/{name}: image {image}, run unchanged beside kfaas's container")
+                self.r.add(
+                    "unmapped",
+                    lid,
+                    stype,
+                    f"ImageConfig.{key}",
+                    "the image runs with its own entrypoint and folder",
+                )
+            self.r.add(
+                "mapped",
+                lid,
+                stype,
+                "PackageType: Image",
+                f"functions/{name}: image {image}, run unchanged beside kfaas's container",
+            )
         else:
             runtime = str(p.get("Runtime") or "")
             d["runtime"] = runtime
@@ -288,11 +302,25 @@ class _Mapper:
         self._environment(d, lid, stype, p)
         self._scaling(d, lid, stype, p)
         if p.get("Architectures"):
-            self.r.add("noted", lid, stype, "Architectures", f"{p['Architectures']}: the image is built for the machine that builds it")
+            self.r.add(
+                "noted",
+                lid,
+                stype,
+                "Architectures",
+                f"{p['Architectures']}: the image is built for the machine that builds it",
+            )
         if p.get("TracingConfig"):
-            self.r.add("noted", lid, stype, "Tracing", "X-Ray: kfaas carries W3C trace context (traceparent) instead")
+            self.r.add(
+                "noted", lid, stype, "Tracing", "X-Ray: kfaas carries W3C trace context (traceparent) instead"
+            )
         if p.get("FunctionName") is not None:
-            self.r.add("noted", lid, stype, "FunctionName", f"{self.text(p['FunctionName'])!s}: the function is {name} here (from its logical id)")
+            self.r.add(
+                "noted",
+                lid,
+                stype,
+                "FunctionName",
+                f"{self.text(p['FunctionName'])!s}: the function is {name} here (from its logical id)",
+            )
         for key in sorted(set(p) - _FUNCTION_HANDLED):
             why = {
                 "Layers": "Lambda layers have no counterpart: put what the layer holds into the function's folder or image",
@@ -323,7 +351,13 @@ class _Mapper:
             self._role(plan, lid, stype, role)
         auto = sam.get("AutoPublishAlias") or globals_.get("AutoPublishAlias")
         if auto:
-            self.r.add("noted", lid, stype, "AutoPublishAlias", f"{auto}: no versions or aliases here ($LATEST only); Knative revisions roll out each change")
+            self.r.add(
+                "noted",
+                lid,
+                stype,
+                "AutoPublishAlias",
+                f"{auto}: no versions or aliases here ($LATEST only); Knative revisions roll out each change",
+            )
         self.r.add(
             "mapped",
             lid,
@@ -332,7 +366,7 @@ class _Mapper:
             f"functions/{name} (kind lambda, {d.get('runtime') or 'image'}, timeout {d['timeout']}s, memory {d['memory']})",
         )
 
-    def _code(
+    def _code(  # noqa: PLR0917
         self,
         plan: FunctionPlan,
         lid: str,
@@ -351,7 +385,13 @@ class _Mapper:
                 plan.inline = (module.replace(".", "/") + ".py", inline)
                 self.r.add("mapped", lid, stype, "InlineCode", f"functions/{name}/{plan.inline[0]}")
             else:
-                self.r.add("unmapped", lid, stype, "InlineCode", "inline code is written out for python runtimes only: put the code in the folder")
+                self.r.add(
+                    "unmapped",
+                    lid,
+                    stype,
+                    "InlineCode",
+                    "inline code is written out for python runtimes only: put the code in the folder",
+                )
             return
         uri = sam.get("CodeUri", globals_.get("CodeUri"))
         if isinstance(uri, str) and not uri.startswith("s3://"):
@@ -371,9 +411,21 @@ class _Mapper:
                 plan.code_uri = None
             return
         if uri is None:
-            self.r.add("noted", lid, stype, "CodeUri", f"none: the code is the template's folder; put it into functions/{name}/")
+            self.r.add(
+                "noted",
+                lid,
+                stype,
+                "CodeUri",
+                f"none: the code is the template's folder; put it into functions/{name}/",
+            )
             return
-        self.r.add("unmapped", lid, stype, "CodeUri", f"{uri!r}: code on S3 is not fetched; put it into functions/{name}/")
+        self.r.add(
+            "unmapped",
+            lid,
+            stype,
+            "CodeUri",
+            f"{uri!r}: code on S3 is not fetched; put it into functions/{name}/",
+        )
 
     def _environment(self, d: dict[str, Any], lid: str, stype: str, p: dict[str, Any]) -> None:
         variables = ((p.get("Environment") or {}).get("Variables")) or {}
@@ -402,12 +454,23 @@ class _Mapper:
         reserved = p.get("ReservedConcurrentExecutions")
         if reserved is not None:
             if int(reserved) == 0:
-                self.r.add("unmapped", lid, stype, "ReservedConcurrentExecutions", "0 throttles every invocation: kfaas has no such switch")
+                self.r.add(
+                    "unmapped",
+                    lid,
+                    stype,
+                    "ReservedConcurrentExecutions",
+                    "0 throttles every invocation: kfaas has no such switch",
+                )
             else:
                 scaling["max"] = int(reserved)
-                self.r.add("mapped", lid, stype, "ReservedConcurrentExecutions", f"scaling.max: {reserved} instances")
+                self.r.add(
+                    "mapped", lid, stype, "ReservedConcurrentExecutions", f"scaling.max: {reserved} instances"
+                )
         for alias_id, alias in self.cfn.items():
-            if alias.get("Type") != "AWS::Lambda::Alias" or _ref(self.props(alias_id).get("FunctionName")) != lid:
+            if (
+                alias.get("Type") != "AWS::Lambda::Alias"
+                or _ref(self.props(alias_id).get("FunctionName")) != lid
+            ):
                 continue
             self.done.add(alias_id)
             provisioned = (self.props(alias_id).get("ProvisionedConcurrencyConfig") or {}).get(
@@ -416,14 +479,26 @@ class _Mapper:
             if provisioned is not None:
                 scaling["min"] = int(provisioned)
                 scaling["max"] = max(scaling.get("max", 10), int(provisioned))
-                self.r.add("mapped", lid, stype, "ProvisionedConcurrencyConfig", f"scaling.min: {provisioned} instances kept warm")
+                self.r.add(
+                    "mapped",
+                    lid,
+                    stype,
+                    "ProvisionedConcurrencyConfig",
+                    f"scaling.min: {provisioned} instances kept warm",
+                )
         if scaling:
             d["scaling"] = scaling
 
     def _role(self, plan: FunctionPlan, lid: str, stype: str, role: str) -> None:
         self.done.add(role)
         if role in (self.t.sam.get("Resources") or {}):
-            self.r.add("unmapped", lid, stype, "Role", f"{role}: an IAM role of the template's own; permissions here are the function's database role")
+            self.r.add(
+                "unmapped",
+                lid,
+                stype,
+                "Role",
+                f"{role}: an IAM role of the template's own; permissions here are the function's database role",
+            )
             return
         p = self.props(role)
         for arn in p.get("ManagedPolicyArns") or []:
@@ -433,7 +508,13 @@ class _Mapper:
                 continue
             if policy == "AWSXrayWriteOnlyAccess":
                 continue  # Tracing: noted with the function
-            self.r.add("unmapped", lid, stype, f"Policies: {policy}", "an AWS managed policy: nothing here calls AWS with it")
+            self.r.add(
+                "unmapped",
+                lid,
+                stype,
+                f"Policies: {policy}",
+                "an AWS managed policy: nothing here calls AWS with it",
+            )
         collections: dict[str, bool] = {}  # collection → writes
         for policy in p.get("Policies") or []:
             for statement in ((policy.get("PolicyDocument") or {}).get("Statement")) or []:
@@ -453,8 +534,13 @@ class _Mapper:
                 + (" (one role for all its collections: reads become readWrite too)" if mixed else ""),
             )
 
-    def _statement(
-        self, plan: FunctionPlan, lid: str, stype: str, statement: dict[str, Any], collections: dict[str, bool]
+    def _statement(  # noqa: PLR0911, PLR0912
+        self,
+        plan: FunctionPlan,
+        lid: str,
+        stype: str,
+        statement: dict[str, Any],
+        collections: dict[str, bool],
     ) -> None:
         actions = statement.get("Action") or []
         actions = [actions] if isinstance(actions, str) else list(actions)
@@ -462,7 +548,9 @@ class _Mapper:
         resources = resources if isinstance(resources, list) else [resources]
         services = {str(a).split(":", 1)[0] for a in actions}
         if statement.get("Effect") == "Deny":
-            self.r.add("unmapped", lid, stype, "Policies (Deny)", f"{actions}: a Deny statement has no counterpart")
+            self.r.add(
+                "unmapped", lid, stype, "Policies (Deny)", f"{actions}: a Deny statement has no counterpart"
+            )
             return
         if services == {"dynamodb"}:
             tables = set()
@@ -471,7 +559,9 @@ class _Mapper:
                     if target in self.names.collections:
                         tables.add(self.names.collections[target])
             if not tables:
-                self.r.add("unmapped", lid, stype, "Policies (DynamoDB)", f"{actions} on a table not in the template")
+                self.r.add(
+                    "unmapped", lid, stype, "Policies (DynamoDB)", f"{actions} on a table not in the template"
+                )
                 return
             writes = any(str(a).split(":", 1)[1] not in _DYNAMODB_READ for a in actions)
             for table in tables:
@@ -496,23 +586,45 @@ class _Mapper:
             return  # receiving is what its queue source does
         if services == {"events"} and all(str(a) == "events:PutEvents" for a in actions):
             plan.description["publishes"] = True
-            self.r.add("noted", lid, stype, "Policies (EventBridge)", "publishes: true; PutEvents through the AWS SDK needs kfaas's EventBridge endpoint (AWS_ENDPOINT_URL_EVENTBRIDGE)")
+            self.r.add(
+                "noted",
+                lid,
+                stype,
+                "Policies (EventBridge)",
+                "publishes: true; PutEvents through the AWS SDK needs kfaas's EventBridge endpoint (AWS_ENDPOINT_URL_EVENTBRIDGE)",
+            )
             return
         if services <= {"ses"}:
             d = plan.description
             d["uses"] = sorted({*d.get("uses", []), "smtp"})
-            self.r.add("noted", lid, stype, "Policies (SES)", "uses smtp; the AWS SDK's SendEmail needs kfaas's SES endpoint (AWS_ENDPOINT_URL_SES)")
+            self.r.add(
+                "noted",
+                lid,
+                stype,
+                "Policies (SES)",
+                "uses smtp; the AWS SDK's SendEmail needs kfaas's SES endpoint (AWS_ENDPOINT_URL_SES)",
+            )
             return
         if services <= {"logs", "xray"}:
             return  # the function's output and trace context
         shown = ", ".join(sorted(map(str, actions))[:6]) + (" ..." if len(actions) > 6 else "")
-        self.r.add("unmapped", lid, stype, f"Policies ({', '.join(sorted(services))})", f"{shown}: no counterpart here")
+        self.r.add(
+            "unmapped",
+            lid,
+            stype,
+            f"Policies ({', '.join(sorted(services))})",
+            f"{shown}: no counterpart here",
+        )
 
     # -- events -----------------------------------------------------------------------------------------
 
     def event_name(self, owner: str, resource_id: str, suffixes: tuple[str, ...] = ()) -> str:
         """The SAM event's name from the resource the translator made for it (``<Function><Event>``)."""
-        name = resource_id[len(owner) :] if resource_id.startswith(owner) and resource_id != owner else resource_id
+        name = (
+            resource_id[len(owner) :]
+            if resource_id.startswith(owner) and resource_id != owner
+            else resource_id
+        )
         for suffix in suffixes:
             if name.endswith(suffix) and name != suffix:
                 name = name[: -len(suffix)]
@@ -532,7 +644,9 @@ class _Mapper:
         source_type = self.types.get(source_id or "", "")
         event = self.event_name(plan.logical_id, lid)
         if source_type != "AWS::SQS::Queue":
-            kind = {"AWS::Kinesis::Stream": "Kinesis", "AWS::DynamoDB::Table": "DynamoDB stream"}.get(source_type, "this event source")
+            kind = {"AWS::Kinesis::Stream": "Kinesis", "AWS::DynamoDB::Table": "DynamoDB stream"}.get(
+                source_type, "this event source"
+            )
             self.r.add(
                 "unmapped",
                 plan.logical_id,
@@ -573,22 +687,38 @@ class _Mapper:
                 "none: SQS redelivers until the retention period ends; kfaas retries 3 times, then dead-letters",
             )
         if p.get("Enabled") is False:
-            self.r.add("unmapped", plan.logical_id, stype, f"Events.{event}.Enabled", "false: a disabled source is not imported")
+            self.r.add(
+                "unmapped",
+                plan.logical_id,
+                stype,
+                f"Events.{event}.Enabled",
+                "false: a disabled source is not imported",
+            )
             return
         for key in ("FilterCriteria", "ScalingConfig", "MaximumRetryAttempts", "BisectBatchOnFunctionError"):
             if key in p:
-                self.r.add("unmapped", plan.logical_id, stype, f"Events.{event}.{key}", "no counterpart for a queue source")
+                self.r.add(
+                    "unmapped",
+                    plan.logical_id,
+                    stype,
+                    f"Events.{event}.{key}",
+                    "no counterpart for a queue source",
+                )
         plan.description.setdefault("sources", []).append(source)
         plan.consumes.append(f"the messages of the RabbitMQ queue {queue} as SQS records")
         detail = f"queue source {event} on {queue}" + "".join(
-            f", {k} {source[k]}" for k in ("batchSize", "batchWindow", "reportBatchItemFailures") if k in source
+            f", {k} {source[k]}"
+            for k in ("batchSize", "batchWindow", "reportBatchItemFailures")
+            if k in source
         )
         self.r.add("mapped", plan.logical_id, stype, f"Events.{event} (SQS)", detail)
 
     def rule(self, lid: str, scheduler: bool = False) -> None:
         p = self.props(lid)
         self.done.add(lid)
-        targets = [p["Target"]] if scheduler and isinstance(p.get("Target"), dict) else list(p.get("Targets") or [])
+        targets = (
+            [p["Target"]] if scheduler and isinstance(p.get("Target"), dict) else list(p.get("Targets") or [])
+        )
         for target in targets:
             arn = target.get("Arn")
             plan = self.fn_of(arn)
@@ -598,11 +728,25 @@ class _Mapper:
             elif machine in self.machines:
                 self._machine_rule(lid, p, self.machines[machine], scheduler)
             elif machine in self.names.statemachines:
-                self.r.add("unmapped", lid, self.types[lid], "Targets", f"starts {machine}, which is not imported (see {machine})")
+                self.r.add(
+                    "unmapped",
+                    lid,
+                    self.types[lid],
+                    "Targets",
+                    f"starts {machine}, which is not imported (see {machine})",
+                )
             else:
-                self.r.add("unmapped", lid, self.types[lid], "Targets", f"{arn!r}: a target that is no imported function or state machine")
+                self.r.add(
+                    "unmapped",
+                    lid,
+                    self.types[lid],
+                    "Targets",
+                    f"{arn!r}: a target that is no imported function or state machine",
+                )
 
-    def _function_rule(self, lid: str, p: dict[str, Any], plan: FunctionPlan, target: dict[str, Any], scheduler: bool) -> None:
+    def _function_rule(  # noqa: PLR0912
+        self, lid: str, p: dict[str, Any], plan: FunctionPlan, target: dict[str, Any], scheduler: bool
+    ) -> None:
         stype = self.sam_type(plan.logical_id)
         event = self.event_name(plan.logical_id, lid)
         expression = p.get("ScheduleExpression")
@@ -617,15 +761,29 @@ class _Mapper:
                 data = raw
         for key in ("InputPath", "InputTransformer", "RetryPolicy", "DeadLetterConfig"):
             if key in target:
-                self.r.add("unmapped", plan.logical_id, stype, f"Events.{event}.{key}", "no counterpart for a broker trigger")
+                self.r.add(
+                    "unmapped",
+                    plan.logical_id,
+                    stype,
+                    f"Events.{event}.{key}",
+                    "no counterpart for a broker trigger",
+                )
         state = p.get("State")
         if state in ("DISABLED",) or p.get("Enabled") is False:
-            self.r.add("unmapped", plan.logical_id, stype, f"Events.{event}", "a disabled rule is not imported")
+            self.r.add(
+                "unmapped", plan.logical_id, stype, f"Events.{event}", "a disabled rule is not imported"
+            )
             return
         if isinstance(expression, str):
             cron = rate_to_cron(expression)
             if cron is None or not _valid_cron(cron):
-                self.r.add("unmapped", plan.logical_id, stype, f"Events.{event} (Schedule)", f"{expression}: not expressible as a five-field cron")
+                self.r.add(
+                    "unmapped",
+                    plan.logical_id,
+                    stype,
+                    f"Events.{event} (Schedule)",
+                    f"{expression}: not expressible as a five-field cron",
+                )
                 return
             source: dict[str, Any] = {"kind": "ping", "name": event, "schedule": cron}
             zone = p.get("ScheduleExpressionTimezone")
@@ -637,37 +795,101 @@ class _Mapper:
             plan.consumes.append(f"a Scheduled Event on {cron}" + (f" ({zone})" if zone else ""))
             flex = (p.get("FlexibleTimeWindow") or {}).get("Mode")
             if flex and flex != "OFF":
-                self.r.add("noted", plan.logical_id, stype, f"Events.{event}.FlexibleTimeWindow", "the ping source fires on time")
-            self.r.add("mapped", plan.logical_id, stype, f"Events.{event} ({'ScheduleV2' if scheduler else 'Schedule'})", f"ping source {event}: {expression} → {cron!r}" + (f", time zone {zone}" if zone else ""))
+                self.r.add(
+                    "noted",
+                    plan.logical_id,
+                    stype,
+                    f"Events.{event}.FlexibleTimeWindow",
+                    "the ping source fires on time",
+                )
+            self.r.add(
+                "mapped",
+                plan.logical_id,
+                stype,
+                f"Events.{event} ({'ScheduleV2' if scheduler else 'Schedule'})",
+                f"ping source {event}: {expression} → {cron!r}" + (f", time zone {zone}" if zone else ""),
+            )
             return
         exact, left = _pattern_filter(p.get("EventPattern"))
         if not exact:
-            self.r.add("unmapped", plan.logical_id, stype, f"Events.{event} (EventBridgeRule)", f"no exact source or detail-type to filter on ({'; '.join(left)}): a trigger would take every event")
+            self.r.add(
+                "unmapped",
+                plan.logical_id,
+                stype,
+                f"Events.{event} (EventBridgeRule)",
+                f"no exact source or detail-type to filter on ({'; '.join(left)}): a trigger would take every event",
+            )
             return
-        trigger: dict[str, Any] = {"name": event, "filter": exact, "delivery": {"retry": 2, "deadLetter": True}}
+        trigger: dict[str, Any] = {
+            "name": event,
+            "filter": exact,
+            "delivery": {"retry": 2, "deadLetter": True},
+        }
         plan.description.setdefault("triggers", []).append(trigger)
         plan.consumes.append(f"broker events with {exact} (as EventBridge events)")
-        self.r.add("mapped", plan.logical_id, stype, f"Events.{event} (EventBridgeRule)", f"trigger {event}, filter {exact}, 2 retries (Lambda's async default)")
+        self.r.add(
+            "mapped",
+            plan.logical_id,
+            stype,
+            f"Events.{event} (EventBridgeRule)",
+            f"trigger {event}, filter {exact}, 2 retries (Lambda's async default)",
+        )
         if left:
-            self.r.add("unmapped", plan.logical_id, stype, f"Events.{event}.Pattern", f"{'; '.join(left)}: only exact attribute matches filter here; the function gets the rest too")
+            self.r.add(
+                "unmapped",
+                plan.logical_id,
+                stype,
+                f"Events.{event}.Pattern",
+                f"{'; '.join(left)}: only exact attribute matches filter here; the function gets the rest too",
+            )
         bus = p.get("EventBusName")
         if bus and bus != "default":
-            self.r.add("noted", plan.logical_id, stype, f"Events.{event}.EventBusName", f"{bus}: one broker, 'default'")
+            self.r.add(
+                "noted",
+                plan.logical_id,
+                stype,
+                f"Events.{event}.EventBusName",
+                f"{bus}: one broker, 'default'",
+            )
 
     def _machine_rule(self, lid: str, p: dict[str, Any], machine: MachinePlan, scheduler: bool) -> None:
         stype = "AWS::Serverless::StateMachine"
         event = self.event_name(machine.logical_id, lid, ("StepFunctionsTarget",))
         if p.get("ScheduleExpression") is not None:
-            self.r.add("unmapped", machine.logical_id, stype, f"Events.{event} (Schedule)", "a state machine starts on broker events only here: add a function with a ping source that starts it")
+            self.r.add(
+                "unmapped",
+                machine.logical_id,
+                stype,
+                f"Events.{event} (Schedule)",
+                "a state machine starts on broker events only here: add a function with a ping source that starts it",
+            )
             return
         exact, left = _pattern_filter(p.get("EventPattern"))
         if not exact:
-            self.r.add("unmapped", machine.logical_id, stype, f"Events.{event}", f"no exact attribute to start on ({'; '.join(left)})")
+            self.r.add(
+                "unmapped",
+                machine.logical_id,
+                stype,
+                f"Events.{event}",
+                f"no exact attribute to start on ({'; '.join(left)})",
+            )
             return
         machine.description.setdefault("starts", []).append({"name": event, "filter": exact})
-        self.r.add("mapped", machine.logical_id, stype, f"Events.{event} (EventBridgeRule)", f"starts {event}, filter {exact}")
+        self.r.add(
+            "mapped",
+            machine.logical_id,
+            stype,
+            f"Events.{event} (EventBridgeRule)",
+            f"starts {event}, filter {exact}",
+        )
         if left:
-            self.r.add("unmapped", machine.logical_id, stype, f"Events.{event}.Pattern", f"{'; '.join(left)}: only exact attribute matches filter here; other events start it too")
+            self.r.add(
+                "unmapped",
+                machine.logical_id,
+                stype,
+                f"Events.{event}.Pattern",
+                f"{'; '.join(left)}: only exact attribute matches filter here; other events start it too",
+            )
 
     def rest_api(self, lid: str, version: int) -> None:
         p = self.props(lid)
@@ -675,12 +897,28 @@ class _Mapper:
         api_type = self.sam_type(lid)
         body = p.get("Body") if isinstance(p.get("Body"), dict) else None
         if body is None:
-            self.r.add("unmapped", lid, api_type, "DefinitionUri", "an OpenAPI document outside the template is not read: put it in DefinitionBody")
+            self.r.add(
+                "unmapped",
+                lid,
+                api_type,
+                "DefinitionUri",
+                "an OpenAPI document outside the template is not read: put it in DefinitionBody",
+            )
             return
         stage = self._stage(lid)
         cors = body.get("x-amazon-apigateway-cors")
-        if body.get("securityDefinitions") or body.get("security") or (body.get("components") or {}).get("securitySchemes"):
-            self.r.add("unmapped", lid, api_type, "Auth", "authorizers, API keys and IAM auth: the gateway verifies none of them")
+        if (
+            body.get("securityDefinitions")
+            or body.get("security")
+            or (body.get("components") or {}).get("securitySchemes")
+        ):
+            self.r.add(
+                "unmapped",
+                lid,
+                api_type,
+                "Auth",
+                "authorizers, API keys and IAM auth: the gateway verifies none of them",
+            )
         for path, methods in (body.get("paths") or {}).items():
             if not isinstance(methods, dict):
                 continue
@@ -699,10 +937,22 @@ class _Mapper:
                 m = _INTEGRATION_URI.search(str(text or ""))
                 plan = self.fn_of({"Ref": m.group(1)}) if m else None
                 if plan is None:
-                    self.r.add("unmapped", lid, api_type, f"{method.upper()} {path}", "an integration that is no imported Lambda function")
+                    self.r.add(
+                        "unmapped",
+                        lid,
+                        api_type,
+                        f"{method.upper()} {path}",
+                        "an integration that is no imported Lambda function",
+                    )
                     continue
                 if op.get("security"):
-                    self.r.add("unmapped", plan.logical_id, self.sam_type(plan.logical_id), f"{method.upper()} {path} Auth", "the gateway verifies no authorizer")
+                    self.r.add(
+                        "unmapped",
+                        plan.logical_id,
+                        self.sam_type(plan.logical_id),
+                        f"{method.upper()} {path} Auth",
+                        "the gateway verifies no authorizer",
+                    )
                 self._route(plan, lid, path, method, version, integration, stage)
         if cors:
             origins = cors.get("allowOrigins") if isinstance(cors, dict) else None
@@ -721,18 +971,48 @@ class _Mapper:
 
     def _stage(self, api: str) -> str | None:
         for sid, stage in self.cfn.items():
-            if stage.get("Type") in ("AWS::ApiGateway::Stage", "AWS::ApiGatewayV2::Stage") and _ref(self.props(sid).get("RestApiId") or self.props(sid).get("ApiId")) == api:
+            if (
+                stage.get("Type") in ("AWS::ApiGateway::Stage", "AWS::ApiGatewayV2::Stage")
+                and _ref(self.props(sid).get("RestApiId") or self.props(sid).get("ApiId")) == api
+            ):
                 name = self.props(sid).get("StageName")
-                for key in ("MethodSettings", "Variables", "StageVariables", "AccessLogSetting", "DefaultRouteSettings", "TracingEnabled", "CacheClusterEnabled"):
+                for key in (
+                    "MethodSettings",
+                    "Variables",
+                    "StageVariables",
+                    "AccessLogSetting",
+                    "DefaultRouteSettings",
+                    "TracingEnabled",
+                    "CacheClusterEnabled",
+                ):
                     if self.props(sid).get(key):
-                        self.r.add("unmapped", api, self.sam_type(api), f"Stage.{key}", "no counterpart at the gateway")
+                        self.r.add(
+                            "unmapped",
+                            api,
+                            self.sam_type(api),
+                            f"Stage.{key}",
+                            "no counterpart at the gateway",
+                        )
                 return str(name) if isinstance(name, str) else None
         return None
 
-    def _route(self, plan: FunctionPlan, api: str, path: str, method: str, version: int, integration: dict[str, Any], stage: str | None) -> None:
+    def _route(  # noqa: PLR0917
+        self,
+        plan: FunctionPlan,
+        api: str,
+        path: str,
+        method: str,
+        version: int,
+        integration: dict[str, Any],
+        stage: str | None,
+    ) -> None:
         stype = self.sam_type(plan.logical_id)
         methods = _METHODS if method == "x-amazon-apigateway-any-method" else [method.upper()]
-        payload = "http" if version == 2 and str(integration.get("payloadFormatVersion", "2.0")) == "2.0" else "rest"
+        payload = (
+            "http"
+            if version == 2 and str(integration.get("payloadFormatVersion", "2.0")) == "2.0"
+            else "rest"
+        )
         routes = plan.description.setdefault("routes", [])
         if path == "$default":
             self.r.add(
@@ -746,14 +1026,19 @@ class _Mapper:
         shown = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
         for route in routes:
             if route["path"] == path and route.get("api") == payload:
-                route["methods"] = sorted({*route["methods"], *methods}, key=_METHODS.index if all(m in _METHODS for m in methods) else str)
+                route["methods"] = sorted(
+                    {*route["methods"], *methods},
+                    key=_METHODS.index if all(m in _METHODS for m in methods) else str,
+                )
                 break
         else:
             routes.append({"path": path, "methods": list(methods), "api": payload})
         if stage and stage not in ("$default", "Stage") and payload == "rest":
             plan.description.setdefault("lambda", {})["stage"] = stage
         greedy = "+}" in path
-        plan.consumes.append(f"{shown} {path} ({'HTTP API, payload 2.0' if payload == 'http' else 'REST API, payload 1.0'})")
+        plan.consumes.append(
+            f"{shown} {path} ({'HTTP API, payload 2.0' if payload == 'http' else 'REST API, payload 1.0'})"
+        )
         self.r.add(
             "noted" if greedy else "mapped",
             plan.logical_id,
@@ -779,24 +1064,64 @@ class _Mapper:
         if retries is not None:
             for ping in pings:  # the trigger a ping source feeds, written out to carry the delivery
                 plan.description.setdefault("triggers", []).append(
-                    {"name": ping["name"], "filter": {"type": PING_EVENT_TYPE}, "delivery": {"retry": int(retries), "deadLetter": True}}
+                    {
+                        "name": ping["name"],
+                        "filter": {"type": PING_EVENT_TYPE},
+                        "delivery": {"retry": int(retries), "deadLetter": True},
+                    }
                 )
-            self.r.add("mapped", plan.logical_id, stype, "EventInvokeConfig.MaximumRetryAttempts", f"{retries} retries on its broker triggers")
+            self.r.add(
+                "mapped",
+                plan.logical_id,
+                stype,
+                "EventInvokeConfig.MaximumRetryAttempts",
+                f"{retries} retries on its broker triggers",
+            )
         if p.get("MaximumEventAgeInSeconds"):
-            self.r.add("unmapped", plan.logical_id, stype, "EventInvokeConfig.MaximumEventAgeInSeconds", "events are not dropped by age here")
+            self.r.add(
+                "unmapped",
+                plan.logical_id,
+                stype,
+                "EventInvokeConfig.MaximumEventAgeInSeconds",
+                "events are not dropped by age here",
+            )
         destinations = p.get("DestinationConfig") or {}
         success = (destinations.get("OnSuccess") or {}).get("Destination")
         if success is not None:
             target = _ref(success)
-            is_bus = "event-bus" in str(self.text(success) or "") or self.types.get(target or "") == "AWS::Events::EventBus"
+            is_bus = (
+                "event-bus" in str(self.text(success) or "")
+                or self.types.get(target or "") == "AWS::Events::EventBus"
+            )
             if is_bus:
-                plan.description.setdefault("lambda", {})["reply"] = {"type": ASYNC_SUCCESS_TYPE, "source": "lambda"}
-                self.r.add("mapped", plan.logical_id, stype, "EventInvokeConfig.OnSuccess", f"lambda.reply: the result as a CloudEvent of type {ASYNC_SUCCESS_TYPE!r}")
+                plan.description.setdefault("lambda", {})["reply"] = {
+                    "type": ASYNC_SUCCESS_TYPE,
+                    "source": "lambda",
+                }
+                self.r.add(
+                    "mapped",
+                    plan.logical_id,
+                    stype,
+                    "EventInvokeConfig.OnSuccess",
+                    f"lambda.reply: the result as a CloudEvent of type {ASYNC_SUCCESS_TYPE!r}",
+                )
             else:
-                self.r.add("unmapped", plan.logical_id, stype, "EventInvokeConfig.OnSuccess", f"{target or success}: only an EventBridge destination maps (to a reply event)")
+                self.r.add(
+                    "unmapped",
+                    plan.logical_id,
+                    stype,
+                    "EventInvokeConfig.OnSuccess",
+                    f"{target or success}: only an EventBridge destination maps (to a reply event)",
+                )
         failure = (destinations.get("OnFailure") or {}).get("Destination")
         if failure is not None:
-            self.r.add("noted", plan.logical_id, stype, "EventInvokeConfig.OnFailure", f"{_ref(failure) or failure}: failed events land in each trigger's dead-letter queue (kfaas dlq)")
+            self.r.add(
+                "noted",
+                plan.logical_id,
+                stype,
+                "EventInvokeConfig.OnFailure",
+                f"{_ref(failure) or failure}: failed events land in each trigger's dead-letter queue (kfaas dlq)",
+            )
 
     def s3_notifications(self, lid: str) -> None:
         config = self.props(lid).get("NotificationConfiguration") or {}
@@ -825,7 +1150,13 @@ class _Mapper:
         if definition is None and isinstance(props.get("DefinitionUri"), str):
             definition_file = (self.t.base / props["DefinitionUri"]).resolve()
             if not definition_file.is_file():
-                self.r.add("unmapped", lid, stype, "DefinitionUri", f"{props['DefinitionUri']}: not found beside the template")
+                self.r.add(
+                    "unmapped",
+                    lid,
+                    stype,
+                    "DefinitionUri",
+                    f"{props['DefinitionUri']}: not found beside the template",
+                )
                 return
             from kfaas.aws.sam._template import parse_file
 
@@ -837,7 +1168,13 @@ class _Mapper:
 
                 definition = json.loads(definition)
         if not isinstance(definition, dict):
-            self.r.add("unmapped", lid, stype, "Definition", "no definition kfaas can read (Definition, DefinitionUri or a JSON DefinitionString)")
+            self.r.add(
+                "unmapped",
+                lid,
+                stype,
+                "Definition",
+                "no definition kfaas can read (Definition, DefinitionUri or a JSON DefinitionString)",
+            )
             return
         unresolved: list[str] = []
         functions = sorted(set(_tasks(definition, "", unresolved)))
@@ -852,9 +1189,26 @@ class _Mapper:
             )
             return
         snippet = {lid: {k: v for k, v in original.items()}}
-        machine = MachinePlan(lid, name, {"description": f"{lid}, imported from SAM", "definition": "step-functions.yaml", "resource": lid}, snippet, definition_file, functions)
+        machine = MachinePlan(
+            lid,
+            name,
+            {
+                "description": f"{lid}, imported from SAM",
+                "definition": "step-functions.yaml",
+                "resource": lid,
+            },
+            snippet,
+            definition_file,
+            functions,
+        )
         self.machines[lid] = machine
-        self.r.add("mapped", lid, stype, "state machine", f"statemachines/{name}: the definition unchanged, Tasks on {', '.join(functions)}")
+        self.r.add(
+            "mapped",
+            lid,
+            stype,
+            "state machine",
+            f"statemachines/{name}: the definition unchanged, Tasks on {', '.join(functions)}",
+        )
         imported = set(self.names.functions.values())
         absent = sorted(set(functions) - imported - self.known_functions)
         if absent:
@@ -865,20 +1219,41 @@ class _Mapper:
                 "Tasks",
                 f"invoke {', '.join(absent)}, which the template does not define: add those function folders before rendering",
             )
-        for key in ("Role", "Policies", "Logging", "Tracing", "PermissionsBoundary", "Type", "Name", "RolePath"):
+        for key in (
+            "Role",
+            "Policies",
+            "Logging",
+            "Tracing",
+            "PermissionsBoundary",
+            "Type",
+            "Name",
+            "RolePath",
+        ):
             if props.get(key):
                 why = {
                     "Type": "one kind of execution here (durable, Standard-like)",
                     "Name": f"the state machine is {name} here",
-                }.get(key, "no counterpart: the engine runs Tasks through the broker with its own database user")
-                self.r.add("noted" if key in ("Type", "Name") else "unmapped", lid, stype, key, f"{props[key] if key in ('Type', 'Name') else ''} {why}".strip())
+                }.get(
+                    key, "no counterpart: the engine runs Tasks through the broker with its own database user"
+                )
+                self.r.add(
+                    "noted" if key in ("Type", "Name") else "unmapped",
+                    lid,
+                    stype,
+                    key,
+                    f"{props[key] if key in ('Type', 'Name') else ''} {why}".strip(),
+                )
         for role_id, res in self.cfn.items():  # the roles the translator made for it
-            if res.get("Type") == "AWS::IAM::Role" and role_id.startswith(lid) and role_id not in (self.t.sam.get("Resources") or {}):
+            if (
+                res.get("Type") == "AWS::IAM::Role"
+                and role_id.startswith(lid)
+                and role_id not in (self.t.sam.get("Resources") or {})
+            ):
                 self.done.add(role_id)
 
     # -- everything -------------------------------------------------------------------------------------
 
-    def other(self, lid: str) -> None:
+    def other(self, lid: str) -> None:  # noqa: PLR0912 (one branch per SAM property or event kind)
         type_ = self.types[lid]
         stype = self.sam_type(lid)
         if type_ == "AWS::DynamoDB::Table":
@@ -886,13 +1261,40 @@ class _Mapper:
             keys = [k.get("AttributeName") for k in p.get("KeySchema") or []]
             collection = self.names.collections[lid]
             users = sorted(
-                plan.name for plan in self.plans.values() if collection in ((plan.description.get("database") or {}).get("collections") or [])
+                plan.name
+                for plan in self.plans.values()
+                if collection in ((plan.description.get("database") or {}).get("collections") or [])
             )
-            self.r.add("mapped", lid, stype, "table", f"MongoDB collection {collection} (key {', '.join(map(str, keys))}), used by {', '.join(users) or 'no function'}")
-            self.r.add("noted", lid, stype, "KeySchema", f"{', '.join(map(str, keys))}: one document per item; create the unique index with db.{collection}.createIndex({{{', '.join(f'{k!s}: 1' for k in keys)}}}, {{unique: true}})")
-            for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "StreamSpecification", "TimeToLiveSpecification", "SSESpecification", "PointInTimeRecoverySpecification"):
+            self.r.add(
+                "mapped",
+                lid,
+                stype,
+                "table",
+                f"MongoDB collection {collection} (key {', '.join(map(str, keys))}), used by {', '.join(users) or 'no function'}",
+            )
+            self.r.add(
+                "noted",
+                lid,
+                stype,
+                "KeySchema",
+                f"{', '.join(map(str, keys))}: one document per item; create the unique index with db.{collection}.createIndex({{{', '.join(f'{k!s}: 1' for k in keys)}}}, {{unique: true}})",
+            )
+            for key in (
+                "GlobalSecondaryIndexes",
+                "LocalSecondaryIndexes",
+                "StreamSpecification",
+                "TimeToLiveSpecification",
+                "SSESpecification",
+                "PointInTimeRecoverySpecification",
+            ):
                 if p.get(key):
-                    self.r.add("unmapped", lid, stype, key, "no counterpart: add MongoDB indexes (or a change stream, a TTL index) by hand")
+                    self.r.add(
+                        "unmapped",
+                        lid,
+                        stype,
+                        key,
+                        "no counterpart: add MongoDB indexes (or a change stream, a TTL index) by hand",
+                    )
             for key in ("BillingMode", "ProvisionedThroughput"):
                 if p.get(key):
                     self.r.add("noted", lid, stype, key, "capacity settings do not apply to MongoDB")
@@ -901,20 +1303,49 @@ class _Mapper:
             p = self.props(lid)
             queue = self.names.queues[lid]
             consumers = sorted(
-                plan.name for plan in self.plans.values() for s in plan.description.get("sources", []) if s.get("queue") == queue
+                plan.name
+                for plan in self.plans.values()
+                for s in plan.description.get("sources", [])
+                if s.get("queue") == queue
             )
             if consumers:
-                self.r.add("mapped", lid, stype, "queue", f"RabbitMQ quorum queue {queue}, consumed by {', '.join(consumers)}")
+                self.r.add(
+                    "mapped",
+                    lid,
+                    stype,
+                    "queue",
+                    f"RabbitMQ quorum queue {queue}, consumed by {', '.join(consumers)}",
+                )
             elif lid in self.done:
-                self.r.add("mapped", lid, stype, "queue", f"{queue}: a dead-letter queue; kfaas keeps dead letters per trigger (kfaas dlq)")
+                self.r.add(
+                    "mapped",
+                    lid,
+                    stype,
+                    "queue",
+                    f"{queue}: a dead-letter queue; kfaas keeps dead letters per trigger (kfaas dlq)",
+                )
                 return
             else:
-                self.r.add("noted", lid, stype, "queue", f"RabbitMQ queue {queue}: nothing here consumes it; its producers declare it (durable, quorum)")
+                self.r.add(
+                    "noted",
+                    lid,
+                    stype,
+                    "queue",
+                    f"RabbitMQ queue {queue}: nothing here consumes it; its producers declare it (durable, quorum)",
+                )
             if p.get("FifoQueue"):
-                self.r.add("noted", lid, stype, "FifoQueue", "message groups are not kept apart; a source with parallelism 1 and batchSize 1 keeps the order")
+                self.r.add(
+                    "noted",
+                    lid,
+                    stype,
+                    "FifoQueue",
+                    "message groups are not kept apart; a source with parallelism 1 and batchSize 1 keeps the order",
+                )
             skipped = sorted(set(p) - {"QueueName", "RedrivePolicy", "FifoQueue", "Tags"})
             if skipped:
-                self.r.add("unmapped", lid, stype, ", ".join(skipped), "no counterpart on a RabbitMQ quorum queue")
+                self.r.add(
+                    "unmapped", lid, stype, ", ".join(skipped), "no counterpart on a RabbitMQ quorum queue"
+                )
             return
         if type_ in _PLUMBING:
             return
@@ -979,7 +1410,7 @@ def _tasks(block: Any, where: str, unresolved: list[str]) -> list[str]:
     return found
 
 
-def plan(template: Template, report: Report, region: str, account: str, known_functions: set[str]) -> Plan:
+def plan(template: Template, report: Report, region: str, account: str, known_functions: set[str]) -> Plan:  # noqa: PLR0912 (one branch per SAM property or event kind)
     """Map ``template.cfn`` (translated) to function and state machine plans, filling ``report``."""
     m = _Mapper(template, report, region, account, known_functions)
     m.collect_names()
@@ -1018,7 +1449,13 @@ def plan(template: Template, report: Report, region: str, account: str, known_fu
             m.other(lid)
     for key in ("Outputs", "Conditions", "Mappings"):
         if template.sam.get(key):
-            report.add("noted", key, "template", key, "not imported: a function's URL is the gateway's, its settings are in its description")
+            report.add(
+                "noted",
+                key,
+                "template",
+                key,
+                "not imported: a function's URL is the gateway's, its settings are in its description",
+            )
     for fplan in m.plans.values():
         fplan.description.setdefault("lambda", {}).update({"region": region, "account": account})
     return Plan(list(m.plans.values()), list(m.machines.values()), report)

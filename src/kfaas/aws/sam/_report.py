@@ -62,8 +62,9 @@ class Report:
             "noted": "Mapped with a difference (noted)",
             "unmapped": "Not mapped (unmapped)",
         }
-        for status in ("mapped", "noted", "unmapped"):
-            items = sorted(self.of(status), key=lambda i: i.resource)  # type: ignore[arg-type]
+        statuses: tuple[Status, ...] = ("mapped", "noted", "unmapped")
+        for status in statuses:
+            items = sorted(self.of(status), key=lambda i: i.resource)
             lines.append(f"{titles[status]}: {len(items)}")
             for i in items:
                 lines.append(f"  {i.resource} ({i.type}) {i.what}: {i.detail}")

@@ -72,7 +72,9 @@ def read_templates(files: list[Path]) -> Template:
         data = parse_file(extra)
         more = data.get("Resources", data if "Transform" not in data else None)
         if not isinstance(more, dict) or not all(isinstance(v, dict) and "Type" in v for v in more.values()):
-            raise SamError(f"{extra}: neither a template nor a snippet of resources (LogicalId: {{Type: ...}})")
+            raise SamError(
+                f"{extra}: neither a template nor a snippet of resources (LogicalId: {{Type: ...}})"
+            )
         clash = sorted(set(more) & set(resources))
         if clash:
             raise SamError(f"{extra}: resources {', '.join(clash)} are already declared in {files[0]}")
@@ -92,7 +94,9 @@ def _parameters(template: Template, given: dict[str, str]) -> dict[str, str]:
     unknown = sorted(set(given) - set(declared))
     if unknown:
         known = ", ".join(sorted(declared)) or "none"
-        raise SamError(f"--parameter {', '.join(unknown)}: not a parameter of the template (its parameters: {known})")
+        raise SamError(
+            f"--parameter {', '.join(unknown)}: not a parameter of the template (its parameters: {known})"
+        )
     values: dict[str, str] = {}
     for name, spec in declared.items():
         if name in given:

@@ -49,12 +49,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="the region in ARNs and lambda.region (env AWS_REGION; default us-east-1)",
     )
     sam.add_argument("--account", default="000000000000", help="the account in ARNs (default 000000000000)")
-    sam.add_argument("--strict", action="store_true", help="fail (exit 1, nothing written) if anything is not mapped")
-    sam.add_argument("--force", action="store_true", help="write over function and state machine folders that exist")
+    sam.add_argument(
+        "--strict", action="store_true", help="fail (exit 1, nothing written) if anything is not mapped"
+    )
+    sam.add_argument(
+        "--force", action="store_true", help="write over function and state machine folders that exist"
+    )
     sam.add_argument("--dry-run", action="store_true", help="print the report, write nothing")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:  # noqa: PLR0911 (one branch per SAM property or event kind)
     parameters: dict[str, str] = {}
     for item in args.parameter:
         name, sep, value = item.partition("=")

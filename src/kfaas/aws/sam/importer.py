@@ -134,7 +134,11 @@ def import_sam(
     template = read_templates(templates)
     translate(template, parameters or {}, region)
     report = Report(templates=[str(t) for t in templates])
-    known = {p.name for p in functions.iterdir() if (p / "function.yaml").is_file()} if functions.is_dir() else set()
+    known = (
+        {p.name for p in functions.iterdir() if (p / "function.yaml").is_file()}
+        if functions.is_dir()
+        else set()
+    )
     result = plan(template, report, region, account, known)
     for fp in result.functions:
         _validate_function(fp)
