@@ -21,9 +21,11 @@ image (``image``). This part serves it under ``kfaas serve``:
   ``_sqs``, ``_ses`` do each API's work. A platform service, not a function container: it stands on the
   base, the events part and the external contracts of the broker, RabbitMQ and SMTP, never on the runtime,
   the broker's code or the spec (an import rule).
+- ``sam``: ``kfaas import sam template.yaml``, a SAM application as function folders and state machines
+  (through aws-sam-translator; it reads and writes descriptions with the spec).
 
 May import: the runtime (it stands above it: it hands the runtime a Target), the events part and the shared
-base. Never the broker, the gateway, render or dev; the spec only in ``invoke`` (a command, not a function
-container). The runtime never imports this part: it loads it through the entry point, and only for
+base. Never the broker, the gateway, render or dev; the spec only in ``invoke`` and ``sam`` (commands, not a
+function container). The runtime never imports this part: it loads it through the entry point, and only for
 ``kind: lambda``. This ``__init__`` imports nothing.
 """
