@@ -253,6 +253,10 @@ def check_renders(functions: Path, tmp: Path, require_tool: Any, overlays: list[
     chart_docs = [d for d in yaml.safe_load_all(out.stdout) if d]
     for obj in chart_docs:
         validate(obj)
+    indexed = [i for fn in app.functions if fn.database for i in fn.database.indexes]
+    users_js = "".join(d["data"].get("users.js", "") for d in chart_docs if d["kind"] == "ConfigMap")
+    for i in indexed:
+        assert f"target.getCollection({json.dumps(i.collection)}).createIndex(" in users_js
     services = {
         d["metadata"]["name"] for d in chart_docs if d["kind"] == "Service" and "serving" in d["apiVersion"]
     }
@@ -296,6 +300,9 @@ def test_the_seeds_template_imports_as_it_is_and_renders(tmp_path: Path, require
     assert create_user.database is not None
     assert (get_user.database.role, get_user.database.collections) == ("read", ["users"])
     assert (create_user.database.role, create_user.database.collections) == ("readWrite", ["users"])
+    # the table's key schema: a unique index on users.id, created with the database users
+    assert [(i.collection, i.keys) for i in get_user.database.indexes] == [("users", ["id"])]
+    assert [(i.collection, i.keys) for i in create_user.database.indexes] == [("users", ["id"])]
     bootstrap = functions / "get-user" / "bootstrap"  # CodeUri's zip, extracted with its executable bit
     assert bootstrap.is_file()
     assert bootstrap.stat().st_mode & 0o111
@@ -317,6 +324,18 @@ def test_the_seeds_template_imports_as_it_is_and_renders(tmp_path: Path, require
     env = {e["name"]: e.get("value") for e in ksvc["containers"][0]["env"]}
     assert env["FUNCTION_SIGNATURE_TYPE"] == "lambda"
     assert "tasks" in {t["metadata"]["name"].rsplit("-", 1)[-1] for t in by_kind(kind, "Trigger").values()}
+    (users_js,) = [
+        d["data"]["mongodb-users.js"]
+        for d in kind
+        if d["kind"] == "ConfigMap" and "mongodb-users.js" in d.get("data", {})
+    ]
+    index = (
+        'target.getCollection("users").createIndex({"id": 1}, '
+        '{ unique: true, partialFilterExpression: {"id": {"$exists": true}} });'
+    )
+    assert users_js.count(index) == 1  # once, though two functions declare it
+    compose = yaml.safe_load((tmp_path / "tree" / "docker-compose.yml").read_text())
+    assert index.replace("$", "$$") in compose["configs"]["mongodb-users"]["content"]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -463,3 +482,18 @@ def test_parameters_fill_in_values(tmp_path: Path) -> None:
         "PayloadPrefix": "MyPayload_",
         "AsyncLambdaFunctionName": "MyAsynchronousFunction",
     }
+
+
+def test_an_index_names_one_of_the_collections() -> None:
+    from pydantic import ValidationError
+
+    from kfaas.spec import DatabaseAccess
+
+    access = DatabaseAccess.model_validate(
+        {"collections": ["users"], "indexes": [{"collection": "users", "keys": ["id"]}]}
+    )
+    assert access.indexes[0].keys == ["id"]
+    with pytest.raises(ValidationError, match="indexes on orders: not among the collections"):
+        DatabaseAccess.model_validate(
+            {"collections": ["users"], "indexes": [{"collection": "orders", "keys": ["id"]}]}
+        )

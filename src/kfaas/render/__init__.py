@@ -213,7 +213,28 @@ def mongodb_users_script(app: AppSpec) -> str:
         *[f"  {json.dumps(u)}," for u in users],
         "];",
     ]
-    return "\n".join(lines) + "\n" + _USERS_SCRIPT
+    indexes = sorted(
+        {
+            (i.collection, tuple(i.keys))
+            for fn in mongodb_functions(app)
+            if fn.database
+            for i in fn.database.indexes
+        }
+    )
+    tail = ""
+    if indexes:  # the unique indexes of the descriptions (createIndex of an existing index does nothing)
+        parts = []
+        for collection, keys in indexes:
+            # partial: documents without the key fields (keyed by _id alone) are left out of the index
+            spec = json.dumps(dict.fromkeys(keys, 1))
+            present = json.dumps({k: {"$exists": True} for k in keys})
+            done = json.dumps(f"kfaas: unique index {spec} on {collection}")
+            parts.append(
+                f"target.getCollection({json.dumps(collection)}).createIndex({spec}, "
+                f"{{ unique: true, partialFilterExpression: {present} }});\nprint({done});\n"
+            )
+        tail = "".join(parts)
+    return "\n".join(lines) + "\n" + _USERS_SCRIPT + tail
 
 
 # --- targets, writing and drift ---------------------------------------------------------------------------

@@ -32,6 +32,8 @@ def function_values(spec: FunctionSpec) -> dict[str, Any]:
     values: dict[str, Any] = spec.model_dump(
         mode="json", by_alias=True, exclude={"path", "description", "events"}
     )
+    if values.get("database") and not values["database"]["indexes"]:
+        values["database"].pop("indexes")  # only functions that declare indexes carry the key
     repository = f"{IMAGE_REPOSITORY}/{spec.name}"
     if spec.kind != "lambda":  # the fields of kind lambda stay out of other functions' values
         for key in ("handler", "runtime", "image", "lambda"):
@@ -62,6 +64,8 @@ def _block(app: AppSpec) -> str:
         engine = app.engine.model_dump(
             mode="json", by_alias=True, include={"name", "kind", "triggers", "uses", "database"}
         )
+        if engine.get("database") and not engine["database"]["indexes"]:
+            engine["database"].pop("indexes")
         body += dump_yaml({"sagaEngine": engine})
     return f"{BEGIN}\n{body}{END}\n"
 

@@ -20,6 +20,7 @@ __all__ = [
     "Delivery",
     "Events",
     "FunctionSpec",
+    "Index",
     "Lambda",
     "PingSource",
     "QueueSource",
@@ -299,11 +300,30 @@ class Scaling(_Model):
         return self
 
 
+class Index(_Model):
+    """A unique index of one collection (a DynamoDB table's key schema: its partition and sort keys)."""
+
+    collection: str = Field(min_length=1)
+    keys: list[str] = Field(min_length=1, description="The fields, in order (ascending)")
+
+
 class DatabaseAccess(_Model):
     """The seed's IAM policies: which collections this function may read or write."""
 
     role: Literal["read", "readWrite"] = "read"
     collections: list[str] = Field(min_length=1)
+    indexes: list[Index] = Field(
+        default_factory=list,
+        description="Unique indexes created with the database users (compose, k8s, the chart): a DynamoDB "
+        "table's key schema",
+    )
+
+    @model_validator(mode="after")
+    def _indexed_collections(self) -> DatabaseAccess:
+        stray = sorted({i.collection for i in self.indexes} - set(self.collections))
+        if stray:
+            raise ValueError(f"indexes on {', '.join(stray)}: not among the collections {self.collections}")
+        return self
 
 
 class Events(_Model):

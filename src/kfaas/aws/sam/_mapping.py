@@ -188,6 +188,7 @@ class _Mapper:
         self.plans: dict[str, FunctionPlan] = {}
         self.machines: dict[str, MachinePlan] = {}
         self.done: set[str] = set()  # logical ids accounted for (mapped, consumed or reported)
+        self.table_keys: dict[str, list[str]] = {}  # collection → its table's key schema (partition, sort)
 
     # -- helpers ----------------------------------------------------------------------------------------
 
@@ -233,6 +234,11 @@ class _Mapper:
                 self.names.functions[lid] = name
             elif type_ == "AWS::DynamoDB::Table":
                 self.names.collections[lid] = self._name_of(lid, "TableName")
+                schema = self.props(lid).get("KeySchema") or []
+                ordered = sorted(schema, key=lambda k: 0 if k.get("KeyType") == "HASH" else 1)
+                keys = [str(k.get("AttributeName")) for k in ordered if k.get("AttributeName")]
+                if keys:
+                    self.table_keys[self.names.collections[lid]] = keys
             elif type_ == "AWS::SQS::Queue":
                 self.names.queues[lid] = self._name_of(lid, "QueueName")
             elif type_ == "AWS::StepFunctions::StateMachine":
@@ -524,6 +530,13 @@ class _Mapper:
             writes = any(collections.values())
             d["uses"] = sorted({*d.get("uses", []), "mongodb"})
             d["database"] = {"role": "readWrite" if writes else "read", "collections": sorted(collections)}
+            indexes = [
+                {"collection": c, "keys": self.table_keys[c]}
+                for c in sorted(collections)
+                if c in self.table_keys
+            ]
+            if indexes:
+                d["database"]["indexes"] = indexes
             mixed = writes and not all(collections.values())
             self.r.add(
                 "noted" if mixed else "mapped",
@@ -1272,12 +1285,14 @@ class _Mapper:
                 "table",
                 f"MongoDB collection {collection} (key {', '.join(map(str, keys))}), used by {', '.join(users) or 'no function'}",
             )
+            index = "{" + ", ".join(f"{k}: 1" for k in self.table_keys.get(collection, [])) + "}"
             self.r.add(
-                "noted",
+                "mapped",
                 lid,
                 stype,
                 "KeySchema",
-                f"{', '.join(map(str, keys))}: one document per item; create the unique index with db.{collection}.createIndex({{{', '.join(f'{k!s}: 1' for k in keys)}}}, {{unique: true}})",
+                f"{', '.join(map(str, keys))}: the unique index {index} on {collection}, created with the "
+                "database users (compose, k8s, the chart)",
             )
             for key in (
                 "GlobalSecondaryIndexes",
