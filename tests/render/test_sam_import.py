@@ -497,3 +497,34 @@ def test_an_index_names_one_of_the_collections() -> None:
         DatabaseAccess.model_validate(
             {"collections": ["users"], "indexes": [{"collection": "orders", "keys": ["id"]}]}
         )
+
+
+def test_concurrency_async_settings_rules_and_images(tmp_path: Path, require_tool: Any) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "sam" / "features", src)
+    functions = tmp_path / "app" / "functions"
+    code, out, err = kfaas("import", "sam", str(src / "template.yaml"), "--functions", str(functions))
+    assert code == 0, err
+    assert "Not mapped (unmapped): 0" in out
+    app = load_app(functions)
+    fn = app.get("my")
+    assert (fn.scaling.min, fn.scaling.max) == (
+        10,
+        20,
+    )  # ProvisionedConcurrencyConfig, ReservedConcurrentExecutions
+    assert (functions / "my" / "app.py").is_file()  # Globals' CodeUri
+    triggers = {t.name: t for t in fn.triggers}
+    assert triggers["orders"].filter == {"source": "shop", "type": "OrderPlaced"}
+    assert triggers["orders"].delivery.retry == 1  # EventInvokeConfig.MaximumRetryAttempts
+    assert triggers["nightly"].delivery.retry == 1
+    (ping,) = fn.sources
+    assert (ping.schedule, ping.timezone) == ("0 2 * * *", "Europe/Paris")
+    assert fn.lambda_.reply is not None
+    assert fn.lambda_.reply.type == "Lambda Function Invocation Result - Success"
+    assert fn.publishes is False  # the destination's PutEvents is kfaas's reply, not the handler's
+    assert [(r.path, r.methods, r.api) for r in fn.routes] == [("/items/{id}", ["GET"], "http")]
+    image = app.get("image")
+    assert image.image == "123456789012.dkr.ecr.us-east-1.amazonaws.com/x:1"
+    assert image.routes[0].methods == ["GET", "POST", "PUT", "PATCH", "DELETE"]  # ANY
+    assert image.lambda_.stage == "Prod"  # the implicit API's stage
+    check_renders(functions, tmp_path, require_tool, ["kind"])

@@ -1111,6 +1111,13 @@ class _Mapper:
                     "type": ASYNC_SUCCESS_TYPE,
                     "source": "lambda",
                 }
+                # the PutEvents statement SAM added is the destination's: kfaas publishes the reply itself
+                plan.description.pop("publishes", None)
+                self.r.items = [
+                    i
+                    for i in self.r.items
+                    if not (i.resource == plan.logical_id and i.what == "Policies (EventBridge)")
+                ]
                 self.r.add(
                     "mapped",
                     plan.logical_id,
