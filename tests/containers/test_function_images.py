@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -130,8 +131,13 @@ class Case:
         async with connection:
             channel = await connection.channel()
             queue = await channel.declare_queue(self.queue, passive=True)
-            message = await queue.get(timeout=10, fail=True)
-            assert message is not None
+            # the outbox's relay publishes after the 202 (the order and its message were stored together)
+            deadline = time.monotonic() + 15
+            message = await queue.get(timeout=10, fail=False)
+            while message is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                message = await queue.get(timeout=10, fail=False)
+            assert message is not None, f"no message in {self.queue} within 15 s of the 202"
             await message.ack()
             event = json.loads(message.body)
             assert (event["type"], event["data"]["id"]) == ("com.kfaas.order.placed", doc["id"])

@@ -47,18 +47,35 @@ def test_structure() -> None:
     stages = [stage for _, stage in froms]
     # function is the default (last) stage; the classic builder builds every stage before its target, so
     # nothing that needs FUNCTION comes before platform
-    assert stages == ["requirements", "build", "runtime", "platform", "function-build", "function"]
+    assert stages == [
+        "requirements",
+        "build",
+        "platform-build",
+        "os",
+        "runtime",
+        "platform",
+        "function-build",
+        "function",
+    ]
     assert {source for source, _ in froms} <= {"${BASE_IMAGE}", *stages}
-    build = text[text.index("AS build") : text.index("AS runtime")]
+    build = text[text.index("AS build") : text.index("AS platform-build")]
     # the dependencies are installed from the requirements file alone, before pyproject.toml and the code
     assert build.index("COPY --from=requirements /src/requirements.txt") < build.index("--requirement")
     assert build.index("--requirement requirements.txt") < build.index("COPY pyproject.toml")
     assert build.index("COPY pyproject.toml") < build.index("COPY src")
-    runtime = text[text.index("AS runtime") : text.index("AS platform")]
+    assert "requirements-platform.txt" not in build, "function images do without the platform's extras"
+    platform_build = text[text.index("AS platform-build") : text.index("AS os")]
+    assert "--requirement requirements-platform.txt" in platform_build
+    os_stage = text[text.index("AS os") : text.index("AS runtime")]
+    assert "pip uninstall" in os_stage, "no image holds an installer"
+    runtime = text[text.index("AS runtime") : text.index("AS platform\n")]
     assert "COPY --from=build /opt/kfaas /opt/kfaas" in runtime
-    assert "pip uninstall" in runtime, "the runtime image holds no installer"
-    assert "COPY src" not in runtime
-    assert "COPY pyproject.toml" not in runtime
+    assert "platform-build" not in runtime, "function images do without the platform's extras"
+    platform = text[text.index("AS platform\n") : text.index("AS function-build")]
+    assert "COPY --from=platform-build /opt/kfaas /opt/kfaas" in platform
+    for stage in (os_stage, runtime, platform):
+        assert "COPY src" not in stage
+        assert "COPY pyproject.toml" not in stage
     assert text.count("USER 10001:10001") == 2
     assert 'ENTRYPOINT ["kfaas", "serve"]' in text
     assert "PYTHONDONTWRITEBYTECODE=1" in text

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import importlib.util
 import json
 import logging
 import os
@@ -624,6 +625,12 @@ def run(args: argparse.Namespace) -> int:
     from kfaas.base.server import run as run_server
 
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    if importlib.util.find_spec("botocore") is None:
+        sys.stderr.write(
+            "kfaas aws-endpoints: botocore is not installed (it checks the signatures): "
+            "install kfaas[platform], as the platform image does\n"
+        )
+        return 2
     try:
         credentials = credentials_from_env(os.environ)
         if not credentials:

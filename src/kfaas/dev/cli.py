@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import re
@@ -174,6 +175,12 @@ def run(args: argparse.Namespace) -> int:
         problems.append(
             f"{', '.join(images)}: a Lambda container image needs a container engine, which kfaas dev does not "
             "use: run the application with docker compose, or leave them out with --only"
+        )
+    wants_aws = any(f.kind == "lambda" for f in app.functions) or getattr(args, "aws_endpoints", False)
+    if wants_aws and not getattr(args, "no_aws_endpoints", False) and importlib.util.find_spec("botocore") is None:
+        problems.append(
+            "the AWS API endpoints (served for kind: lambda functions) need botocore: "
+            "pip install 'kfaas[platform]', or run without them (--no-aws-endpoints)"
         )
     try:
         from kfaas.base.asgi import Limits
