@@ -416,3 +416,27 @@ def mail_sink() -> Any:
 
     with MailSink() as sink:
         yield sink
+
+
+@pytest.fixture(scope="session")
+def s3_store() -> Any:
+    """The object store from ``S3_ENDPOINT_URL`` (+ AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION and
+    KFAAS_S3_EXCHANGE, as ``scripts/services env`` prints them); skips, or fails under
+    KFAAS_REQUIRE_SERVICES=1, without one that answers."""
+    endpoint = os.environ.get("S3_ENDPOINT_URL", "").strip()
+    if not endpoint:
+        _unavailable("no S3 store: S3_ENDPOINT_URL is not set (scripts/services up starts versitygw)")
+    from s3store import S3Store  # tests/s3store.py
+
+    store = S3Store(
+        endpoint,
+        os.environ.get("AWS_ACCESS_KEY_ID", ""),
+        os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+        os.environ.get("AWS_REGION", "us-east-1"),
+        os.environ.get("KFAAS_S3_EXCHANGE", "kfaas.s3-events"),
+    )
+    try:
+        store.client().list_buckets()
+    except Exception as exc:  # botocore's errors have no common base short of Exception
+        _unavailable(f"the S3 store at {endpoint} does not answer ListBuckets: {exc}")
+    return store

@@ -1,4 +1,5 @@
-"""Event sources of the dev broker: the queue source (RabbitmqSource) and the ping source (PingSource)."""
+"""Event sources of the dev broker: the queue source (RabbitmqSource), the ping source (PingSource) and the
+bucket source (S3 event notifications from an object store, through RabbitMQ)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,17 @@ from cloudevents.http import CloudEvent, from_http
 
 from kfaas.broker._clock import Clock
 from kfaas.broker._names import PREFIX, QUORUM, BrokerUnavailable, event_from_amqp
-from kfaas.spec import AppSpec, FunctionSpec, PingSource, QueueSource
+from kfaas.broker._s3 import BadRecord, bucket_event, parse_notification
+from kfaas.spec import AppSpec, BucketSource, FunctionSpec, PingSource, QueueSource
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractRobustConnection
 
 __all__ = [
+    "ERROR_REASON",
     "PING_TYPE",
     "QUEUE_TYPE",
+    "BucketSourceRunner",
     "PingSourceRunner",
     "QueueSourceRunner",
     "SourceHost",
@@ -53,12 +57,14 @@ QUEUE_TYPE = "dev.knative.rabbitmq.event"
 PING_TYPE = "dev.knative.sources.ping"
 
 
-def build_sources(broker: SourceHost) -> list[QueueSourceRunner | PingSourceRunner]:
-    runners: list[QueueSourceRunner | PingSourceRunner] = []
+def build_sources(broker: SourceHost) -> list[QueueSourceRunner | PingSourceRunner | BucketSourceRunner]:
+    runners: list[QueueSourceRunner | PingSourceRunner | BucketSourceRunner] = []
     for fn in broker.app.functions:
         for source in fn.sources:
             if isinstance(source, QueueSource):
                 runners.append(QueueSourceRunner(broker, fn, source))
+            elif isinstance(source, BucketSource):
+                runners.append(BucketSourceRunner(broker, fn, source))
             else:
                 runners.append(PingSourceRunner(broker, fn, source))
     return runners
@@ -215,3 +221,125 @@ class PingSourceRunner:
                 await self.broker.publish(self.spec.broker, self.event(fire))
             except BrokerUnavailable as exc:
                 log.warning("ping source %s: the %s event was not sent: %s", self.name, fire.isoformat(), exc)
+
+
+ERROR_REASON = "x-kfaas-error"  # header of a bucket source's dead letter: why it could not become an event
+ERROR_SOURCE = "x-kfaas-source"  # header of a bucket source's dead letter: the source that refused it
+
+
+class BucketSourceRunner:
+    """S3 event notifications → CloudEvents: consumes its own quorum queue bound to the store's exchange.
+
+    Queue ``s.<namespace>.<function>-<name>``, bound to the fanout exchange the store publishes to (declared
+    here when missing). Each record about the source's bucket, of its kinds of change and matching its
+    prefix and suffix becomes one event on the broker; others are acked and dropped (the store's
+    notifications are server-wide). ``s3:TestEvent`` is ignored. A message that is not a notification, or
+    a record without a bucket, key, event name or time, goes to ``s.<namespace>.<function>-<name>.dlq``
+    as it came, with the reason in the header ``x-kfaas-error``. The message is acked only after every
+    event was confirmed by the broker (or the dead letter by RabbitMQ): a notification is never lost, and
+    one sent again gives events with the same ids.
+    """
+
+    def __init__(self, broker: SourceHost, fn: FunctionSpec, spec: BucketSource) -> None:
+        self.broker = broker
+        self.spec = spec
+        self.name = f"{fn.name}-{spec.name}"
+        self.queue_name = f"s.{broker.namespace}.{self.name}"
+        self.dead_letter_queue = f"{self.queue_name}.dlq"
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+
+    async def start(self) -> None:
+        connection = self.broker.connection
+        setup = await connection.channel()
+        try:
+            await setup.declare_exchange(self.spec.exchange, aio_pika.ExchangeType.FANOUT, durable=True)
+        except aio_pika.exceptions.ChannelPreconditionFailed:
+            # declared otherwise by its owner (e.g. as a topic exchange): bind to it as it is
+            setup = await connection.channel()
+        await setup.declare_queue(self.dead_letter_queue, durable=True, arguments=QUORUM)
+        queue = await setup.declare_queue(self.queue_name, durable=True, arguments=QUORUM)
+        # '#' for a topic exchange; fanout and direct-with-empty-key ignore or match it as the store sends
+        await queue.bind(self.spec.exchange, routing_key="#")
+        with contextlib.suppress(Exception):
+            await queue.bind(self.spec.exchange, routing_key="")
+        await setup.close()
+        self._channel = await connection.channel()
+        await self._channel.set_qos(prefetch_count=self.spec.parallelism)
+        self._queue = await self._channel.declare_queue(self.queue_name, passive=True)
+        self._tag = await self._queue.consume(self._on_message, no_ack=False)
+
+    async def stop(self) -> None:
+        if self._queue is not None and self._tag is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._queue.cancel(self._tag), 2.0)
+        if self._channel is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._channel.close(), 2.0)
+        self._queue = self._channel = self._tag = None
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            notification = parse_notification(message.body)
+        except BadRecord as exc:
+            await self._settle(message, [], [(message.body, str(exc))])
+            return
+        if notification.test_event:
+            log.info("bucket source %s: the store's s3:TestEvent, ignored", self.name)
+            await self._settle(message, [], [])
+            return
+        events: list[CloudEvent] = []
+        bad: list[tuple[bytes, str]] = []
+        for index, record in enumerate(notification.records):
+            try:
+                event = bucket_event(record, index, self.spec)
+            except BadRecord as exc:
+                bad.append((json.dumps({"Records": [record]}).encode(), str(exc)))
+                continue
+            if event is not None:
+                events.append(event)
+        await self._settle(message, events, bad)
+
+    async def _settle(
+        self, message: AbstractIncomingMessage, events: list[CloudEvent], bad: list[tuple[bytes, str]]
+    ) -> None:
+        """Publish the events and dead letters, then ack; requeue when the broker or RabbitMQ refuse."""
+        delivery = self.spec.delivery
+        attempt = 0
+        while True:
+            try:
+                for event in events:
+                    await self.broker.publish(self.spec.broker, event)
+                for body, reason in bad:
+                    await self._dead_letter(body, reason)
+            except (TimeoutError, BrokerUnavailable, aio_pika.exceptions.AMQPError) as exc:
+                if attempt < delivery.retry:
+                    attempt += 1
+                    await self.broker.clock.sleep(delivery.delay_for(attempt))
+                    continue
+                log.warning("bucket source %s: a notification not accepted, requeued: %s", self.name, exc)
+                with contextlib.suppress(Exception):
+                    await message.nack(requeue=True)
+                return
+            break
+        for _, reason in bad:
+            log.warning(
+                "bucket source %s: dead-lettered to %s: %s", self.name, self.dead_letter_queue, reason
+            )
+        with contextlib.suppress(Exception):
+            await message.ack()
+
+    async def _dead_letter(self, body: bytes, reason: str) -> None:
+        if self._channel is None:
+            raise BrokerUnavailable(f"bucket source {self.name} is stopped")
+        dead = aio_pika.Message(
+            body,
+            content_type="application/json",
+            headers={ERROR_REASON: reason[:1024], ERROR_SOURCE: self.name},
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            timestamp=datetime.now(UTC),
+        )
+        await asyncio.wait_for(
+            self._channel.default_exchange.publish(dead, routing_key=self.dead_letter_queue), 10.0
+        )

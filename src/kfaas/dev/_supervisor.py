@@ -52,8 +52,14 @@ _MANAGED = (
     "SMTP_PASSWORD",
     "SMTP_STARTTLS",
     "MAIL_FROM",
+    "S3_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_REGION",
 )
 _SMTP = ("SMTP_HOST", "SMTP_PORT", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_STARTTLS", "MAIL_FROM")
+# the object store (uses: [s3]): its endpoint and the credentials the function signs requests with
+S3_SETTINGS = ("S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
 
 
 class GaveUp(RuntimeError):
@@ -89,6 +95,8 @@ def function_env(
         env["AMQP_URL"] = services.get("AMQP_URL", "")
     if "smtp" in spec.uses:
         env.update({k: services[k] for k in _SMTP if services.get(k)})
+    if "s3" in spec.uses:
+        env.update({k: services[k] for k in S3_SETTINGS if services.get(k)})
     if spec.publishes and sink:
         env["K_SINK"] = sink
     env.update(spec.env)

@@ -239,7 +239,10 @@ class _Dev:
         self.out = sys.stdout
         self.stop_requested = asyncio.Event()
         self.services = {
-            k: v for k, v in os.environ.items() if k.startswith(("MONGODB_", "AMQP_", "SMTP_", "MAIL_"))
+            k: v
+            for k, v in os.environ.items()
+            if k.startswith(("MONGODB_", "AMQP_", "SMTP_", "MAIL_"))
+            or k in ("S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
         }
         self.sink: Any = None
         self.broker: Any = None

@@ -18,11 +18,14 @@ May import: the shared base (``kfaas.base``) only. Imported by the broker, the g
 
 from kfaas.spec._load import json_schema, load_app, load_function
 from kfaas.spec._model import (
+    BUCKET_EVENT_TYPES,
     DEFAULT_BROKER,
     DESCRIPTION_FILE,
     PING_EVENT_TYPE,
     QUEUE_EVENT_TYPE,
+    S3_EVENTS_EXCHANGE,
     AppSpec,
+    BucketSource,
     DatabaseAccess,
     Delivery,
     Events,
@@ -55,6 +58,7 @@ from kfaas.spec._statemachine import (
 )
 
 __all__ = [
+    "BUCKET_EVENT_TYPES",
     "DEFAULT_BROKER",
     "DESCRIPTION_FILE",
     "ENGINE",
@@ -64,8 +68,10 @@ __all__ = [
     "QUEUE_EVENT_TYPE",
     "REQUEST_EVENT",
     "RESULT_EVENT",
+    "S3_EVENTS_EXCHANGE",
     "STATEMACHINE_FILE",
     "AppSpec",
+    "BucketSource",
     "DatabaseAccess",
     "Delivery",
     "Events",

@@ -11,11 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.json_schema import SkipJsonSchema
 
 __all__ = [
+    "BUCKET_EVENT_TYPES",
     "DEFAULT_BROKER",
     "DESCRIPTION_FILE",
     "PING_EVENT_TYPE",
     "QUEUE_EVENT_TYPE",
     "AppSpec",
+    "BucketSource",
     "DatabaseAccess",
     "Delivery",
     "Events",
@@ -45,6 +47,12 @@ _CE_ATTRIBUTE = re.compile(r"^[a-z0-9]{1,20}$")  # CloudEvents attribute names
 _PATH_PARAM = re.compile(r"\{[^/{}]*\}")
 QUEUE_EVENT_TYPE = "dev.knative.rabbitmq.event"  # what RabbitmqSource (and the dev broker) sends
 PING_EVENT_TYPE = "dev.knative.sources.ping"  # what PingSource sends
+# what a bucket source sends, per kind of object change (the S3 event names ObjectCreated:*, ObjectRemoved:*)
+BUCKET_EVENT_TYPES = {
+    "created": "com.amazonaws.s3.ObjectCreated",
+    "removed": "com.amazonaws.s3.ObjectRemoved",
+}
+S3_EVENTS_EXCHANGE = "kfaas.s3-events"  # where the object store publishes its S3 event records
 
 
 class SpecError(ValueError):
@@ -280,7 +288,48 @@ class PingSource(_Model):
         return value
 
 
-Source = Annotated[QueueSource | PingSource, Field(discriminator="kind")]
+class BucketSource(_Model):
+    """S3 event notifications: each record the object store publishes to RabbitMQ about ``bucket`` becomes
+    a CloudEvent of type ``com.amazonaws.s3.ObjectCreated`` (or ``...ObjectRemoved``) on the broker.
+
+    The store publishes every record to the exchange ``exchange`` (docs/object-storage.md); the source
+    filters by bucket, event kind, prefix and suffix itself, since a store's notifications may be
+    server-wide.
+    """
+
+    kind: Literal["bucket"] = "bucket"
+    name: str = Field(pattern=_NAME, description="Source name; its queue is bucket.<function>-<name>")
+    bucket: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="The bucket whose changes are sent"
+    )
+    events: list[Literal["created", "removed"]] = Field(
+        default_factory=lambda: list[Literal["created", "removed"]](["created"]),
+        min_length=1,
+        description="Which changes: created (s3:ObjectCreated:*), removed (s3:ObjectRemoved:*)",
+    )
+    prefix: str = Field(default="", description="Only keys starting with this (S3's prefix filter rule)")
+    suffix: str = Field(default="", description="Only keys ending with this (S3's suffix filter rule)")
+    key_encoding: Literal["none", "url"] = Field(
+        default="none",
+        alias="keyEncoding",
+        description="How the store writes s3.object.key: none (as stored: versitygw) or url (URL-encoded, "
+        "spaces as '+': AWS and MinIO); the events carry the decoded key either way",
+    )
+    exchange: str = Field(
+        default=S3_EVENTS_EXCHANGE,
+        min_length=1,
+        description="The RabbitMQ exchange (fanout) the object store publishes its event records to",
+    )
+    broker: str = DEFAULT_BROKER
+    parallelism: int = Field(default=1, ge=1, le=1000)
+    delivery: Delivery = Field(default_factory=Delivery)
+
+    @property
+    def types(self) -> list[str]:
+        return [BUCKET_EVENT_TYPES[e] for e in self.events]
+
+
+Source = Annotated[QueueSource | PingSource | BucketSource, Field(discriminator="kind")]
 
 
 class Scaling(_Model):
@@ -369,6 +418,28 @@ class Lambda(_Model):
     )
 
 
+def _bucket_triggers(source: dict[str, Any]) -> list[dict[str, Any]]:
+    """The derived triggers of a lambda function's bucket source: ``<name>`` for its first kind of change,
+    ``<name>-<kind>`` for a second, each filtering on the type and the ``bucket`` extension."""
+    kinds = source.get("events") or ["created"]
+    out = []
+    for index, kind in enumerate(kinds if isinstance(kinds, list) else []):
+        if kind not in BUCKET_EVENT_TYPES:
+            continue  # the source's own validation names it
+        trigger: dict[str, Any] = {
+            "name": source.get("name") if index == 0 else f"{source.get('name')}-{kind}",
+            "filter": {"type": BUCKET_EVENT_TYPES[kind], "bucket": source.get("bucket")},
+            "derived": True,
+            "parallelism": source.get("parallelism", 1),
+        }
+        if source.get("broker"):
+            trigger["broker"] = source["broker"]
+        if source.get("delivery") is not None:
+            trigger["delivery"] = source["delivery"]
+        out.append(trigger)
+    return out
+
+
 class FunctionSpec(_Model):
     """One function: what ``functions/<name>/function.yaml`` holds."""
 
@@ -391,8 +462,10 @@ class FunctionSpec(_Model):
     )
     database: DatabaseAccess | None = None
     publishes: bool = Field(default=False, description="Sends events to the broker itself (a SinkBinding)")
-    uses: list[Literal["mongodb", "rabbitmq", "smtp"]] = Field(
-        default_factory=list, description="Backing services; readiness checks each one"
+    uses: list[Literal["mongodb", "rabbitmq", "smtp", "s3"]] = Field(
+        default_factory=list,
+        description="Backing services; readiness checks each of mongodb, rabbitmq and smtp; s3 gives the "
+        "function the object store's S3_ENDPOINT_URL and credentials (AWS_ACCESS_KEY_ID, ...)",
     )
     # kind lambda (SAM's AWS::Serverless::Function): the handler, its runtime, or a Lambda container image
     handler: str | None = Field(
@@ -429,6 +502,9 @@ class FunctionSpec(_Model):
             if not isinstance(source, dict) or source.get("name") in named:
                 continue
             kind = source.get("kind", "queue")
+            if kind == "bucket":  # SAM's S3 event: one trigger per kind of change, on this bucket only
+                triggers += _bucket_triggers(source)
+                continue
             trigger: dict[str, Any] = {
                 "name": source.get("name"),
                 "filter": {"type": QUEUE_EVENT_TYPE if kind == "queue" else PING_EVENT_TYPE},
