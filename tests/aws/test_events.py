@@ -367,3 +367,38 @@ def test_http_api_responses_infer_a_200() -> None:
     assert http_response("text", api="http").body == b"text"
     cookies = http_response({"statusCode": 200, "cookies": ["a=1"], "body": "x"}, api="http")
     assert ("set-cookie", "a=1") in cookies.headers
+
+
+def test_a_bucket_source_event_becomes_the_s3_event_aws_sends() -> None:
+    from aws_lambda_powertools.utilities.data_classes import S3Event
+    from aws_lambda_powertools.utilities.parser import models
+
+    from kfaas.aws.events import Account, s3_event
+
+    data = {
+        "bucket": "uploads",
+        "key": "trip/beach photo+1.jpg",
+        "size": 2048,
+        "etag": "5d41402abc4b2a76b9719d911017c592",
+        "time": "2026-12-02T01:01:58Z",
+        "eventName": "s3:ObjectCreated:Put",
+        "sequencer": "7",
+    }
+    attributes = {
+        "type": "com.amazonaws.s3.ObjectCreated",
+        "source": "/kfaas/buckets/uploads",
+        "id": "abc123",
+    }
+    event = s3_event(attributes, json.dumps(data).encode(), account=Account("eu-west-1", "123456789012"))
+    record = event["Records"][0]
+    assert record["s3"]["object"]["key"] == "trip/beach+photo%2B1.jpg"  # URL-encoded, as AWS sends it
+    assert record["eventName"] == "ObjectCreated:Put"
+    assert record["s3"]["bucket"]["arn"] == "arn:aws:s3:::uploads"
+    assert record["eventTime"] == "2026-12-02T01:01:58.000Z"
+    parsed = S3Event(event)
+    assert parsed.object_key == "trip/beach photo+1.jpg"  # Powertools decodes it back
+    assert parsed.bucket_name == "uploads"
+    assert parsed.record.s3.get_object.size == 2048
+    assert parsed.record.s3.get_object.etag == data["etag"]
+    model = models.S3Model.model_validate(event)
+    assert model.Records[0].s3.object.size == 2048

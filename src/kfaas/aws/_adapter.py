@@ -27,12 +27,14 @@ from kfaas.aws._config import LambdaConfig, QueueConfig
 from kfaas.aws._errors import HandlerError, error_payload, handler_error, log_error
 from kfaas.aws._invoke import Invocation, Invoker
 from kfaas.aws.events import (
+    S3_TYPES,
     ApiRequest,
     MalformedResponse,
     api_event,
     eventbridge_event,
     http_response,
     match_route,
+    s3_event,
     scheduled_event,
     sqs_event,
     sqs_record,
@@ -122,6 +124,8 @@ class LambdaFunction:
             lambda_event = scheduled_event(
                 attributes, rule=f"{self.config.name}-{name}", account=self.config.account
             )
+        elif kind in S3_TYPES and source.startswith("/kfaas/buckets/"):
+            lambda_event = s3_event(attributes, data, account=self.config.account)
         else:
             lambda_event = eventbridge_event(attributes, data, account=self.config.account)
         result = await self.invoke(lambda_event, invocation)

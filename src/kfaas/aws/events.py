@@ -7,8 +7,9 @@ classes):
 - an HTTP request on a route → an API Gateway REST proxy event (payload 1.0) or an HTTP API event (2.0);
   the handler's answer → the HTTP response, as API Gateway reads it (:func:`http_response`);
 - a queue source's event → an SQS record (:func:`sqs_record`), several of them → one SQS event;
-- a ping source's event → an EventBridge "Scheduled Event"; any other broker event → an EventBridge event
-  (``detail-type``, ``source``, ``detail``, ``time``, ``id`` from the CloudEvent).
+- a ping source's event → an EventBridge "Scheduled Event"; a bucket source's event → an S3 event
+  notification (:func:`s3_event`, one record, the key URL-encoded as AWS sends it); any other broker event →
+  an EventBridge event (``detail-type``, ``source``, ``detail``, ``time``, ``id`` from the CloudEvent).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote_plus, unquote
 
 __all__ = [
+    "S3_TYPES",
     "ApiRequest",
     "HttpAnswer",
     "RouteMatch",
@@ -34,6 +36,7 @@ __all__ = [
     "http_response",
     "is_text",
     "match_route",
+    "s3_event",
     "scheduled_event",
     "sqs_event",
     "sqs_record",
@@ -507,3 +510,54 @@ def eventbridge_event(attributes: Mapping[str, Any], data: Any, *, account: Acco
         "resources": [str(subject)] if subject else [],
         "detail": detail if detail is not None else {},
     }
+
+
+S3_TYPES = ("com.amazonaws.s3.ObjectCreated", "com.amazonaws.s3.ObjectRemoved")
+
+
+def s3_event(attributes: Mapping[str, Any], data: Any, *, account: Account) -> dict[str, Any]:
+    """The S3 event notification AWS hands a Lambda function, for one event of a bucket source.
+
+    The record is rebuilt from the event's data (bucket, key, size, etag, eventName, time, versionId,
+    sequencer), in AWS's format whatever the store sent: the key URL-encoded (spaces as ``+``), the bucket ARN
+    well-formed, ``eventName`` without the ``s3:`` prefix.
+    """
+    detail = _data_json(data)
+    if not isinstance(detail, dict):
+        detail = {}
+    bucket = str(detail.get("bucket") or attributes.get("bucket") or "")
+    key = str(detail.get("key") or attributes.get("subject") or "")
+    created = str(attributes.get("type")) == S3_TYPES[0]
+    name = str(detail.get("eventName") or ("ObjectCreated:Put" if created else "ObjectRemoved:Delete"))
+    obj: dict[str, Any] = {"key": quote_plus(key, safe="/"), "sequencer": str(detail.get("sequencer") or "0")}
+    if created:
+        obj["size"] = int(detail.get("size") or 0)
+    if detail.get("etag"):
+        obj["eTag"] = str(detail["etag"])
+    if detail.get("versionId"):
+        obj["versionId"] = str(detail["versionId"])
+    stamp = _iso_z(str(detail.get("time") or attributes.get("time") or "") or None)
+    record = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": str(detail.get("region") or account.region),
+        "eventTime": stamp.replace("Z", ".000Z"),
+        "eventName": name.removeprefix("s3:"),
+        "userIdentity": {"principalId": account.account},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {
+            "x-amz-request-id": str(attributes["id"])[:16],
+            "x-amz-id-2": str(attributes["id"]),
+        },
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "kfaas",
+            "bucket": {
+                "name": bucket,
+                "ownerIdentity": {"principalId": account.account},
+                "arn": f"arn:aws:s3:::{bucket}",
+            },
+            "object": obj,
+        },
+    }
+    return {"Records": [record]}
