@@ -16,6 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dev": ("kfaas.dev.cli", "run every function, the dev broker and the gateway on this machine"),
     "broker": ("kfaas.broker.cli", "run the dev broker (ingress, triggers, sources) on RabbitMQ"),
     "gateway": ("kfaas.gateway.cli", "run the API gateway in front of the HTTP functions"),
+    "bucket-source": (
+        "kfaas.broker.bucketsource",
+        "run one bucket source (S3 event records to CloudEvents) sending to a sink (Kubernetes)",
+    ),
     "dlq": ("kfaas.broker.dlq", "list, show and redrive a trigger's dead letters"),
     "dead-letters": (
         "kfaas.broker.deadletters",
@@ -66,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 # Commands that run granian's embedded server. Its Rust threads can still be winding down while the
 # interpreter finalizes, which now and then aborts the process (SIGABRT) after a clean stop; these commands
 # therefore end with os._exit once their own shutdown is done and the output is flushed.
-_SERVERS = frozenset({"serve", "dev", "broker", "gateway", "dead-letters", "saga", "aws-endpoints"})
+_SERVERS = frozenset(
+    {"serve", "dev", "broker", "gateway", "dead-letters", "saga", "aws-endpoints", "bucket-source"}
+)
 
 
 def entrypoint() -> None:

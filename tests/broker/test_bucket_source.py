@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aio_pika
+import httpx
 import pytest
-from brokertest import Harness, fn
+from brokertest import Harness, fn, free_port
 from s3store import S3Store
 
 from kfaas.broker._s3 import BadRecord, bucket_event, parse_notification
@@ -222,3 +227,96 @@ async def test_unparsable_messages_are_dead_lettered_with_the_reason(harness: Ha
         async with cleanup:
             with contextlib.suppress(Exception):
                 await (await cleanup.channel()).exchange_delete(exchange)
+
+
+def _functions_folder(root: Path, bucket: str, exchange: str) -> Path:
+    folder = root / "functions" / "thumbs"
+    folder.mkdir(parents=True)
+    (folder / "main.py").write_text("def handle(event):\n    return None\n")
+    (folder / "function.yaml").write_text(
+        json.dumps(
+            {
+                "kind": "cloudevent",
+                "sources": [{"kind": "bucket", "name": "up", "bucket": bucket, "exchange": exchange}],
+                "triggers": [{"name": "t", "filter": {"type": "com.amazonaws.s3.ObjectCreated"}}],
+            }
+        )
+    )
+    return root / "functions"
+
+
+def _kfaas(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "kfaas", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_bucket_source_command_refuses_what_it_cannot_run(tmp_path: Path) -> None:
+    functions = _functions_folder(tmp_path, "uploads", "kfaas.s3-events")
+    env = {"AMQP_URL": "amqp://guest:guest@127.0.0.1:1/", "K_SINK": "http://127.0.0.1:1/"}
+    wrong = _kfaas("bucket-source", "--functions", str(functions), "--source", "thumbs/nope", env=env)
+    out, _ = wrong.communicate(timeout=60)
+    assert wrong.returncode == 2
+    assert b"'thumbs/nope' is no bucket source (known: thumbs/up)" in out
+    no_sink = _kfaas(
+        "bucket-source", "--functions", str(functions), "--source", "thumbs/up", env={**env, "K_SINK": ""}
+    )
+    out, _ = no_sink.communicate(timeout=60)
+    assert no_sink.returncode == 2
+    assert b"no sink" in out
+
+
+@pytest.mark.integration
+async def test_bucket_source_command_posts_events_to_its_sink(
+    harness: Harness, s3_store: S3Store, tmp_path: Path
+) -> None:
+    bucket = s3_store.bucket("cmd")
+    sink = await harness.subscriber("sink")
+    functions = _functions_folder(tmp_path, bucket, s3_store.exchange)
+    port = free_port()
+    env = {
+        "AMQP_URL": harness.amqp_url,
+        "K_SINK": sink.url,
+        "KFAAS_NAMESPACE": harness.namespace,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+    }
+    process = await asyncio.to_thread(
+        _kfaas, "bucket-source", "--functions", str(functions), "--source", "thumbs/up", env=env
+    )
+    queue = f"s.{harness.namespace}.thumbs-up"
+    try:
+        connection = await aio_pika.connect(harness.amqp_url)
+        async with connection:  # wait until its queue is bound and consumed
+            deadline = asyncio.get_running_loop().time() + 60
+            while True:
+                channel = await connection.channel()
+                with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
+                    declared = await channel.declare_queue(queue, passive=True)
+                    if declared.declaration_result.consumer_count:
+                        break
+                assert process.poll() is None, process.stdout.read() if process.stdout else b""
+                assert asyncio.get_running_loop().time() < deadline, "the source did not start"
+                await asyncio.sleep(0.2)
+        async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
+            deadline = asyncio.get_running_loop().time() + 30
+            while True:  # ready once consuming (the probe of its pod)
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get(f"http://127.0.0.1:{port}/health/readiness")).status_code == 200:
+                        break
+                assert asyncio.get_running_loop().time() < deadline, "never ready"
+                await asyncio.sleep(0.2)
+            assert (await client.get(f"http://127.0.0.1:{port}/health/liveness")).status_code == 200
+        s3 = s3_store.client()
+        await asyncio.to_thread(s3.put_object, Bucket=bucket, Key="k/one.jpg", Body=b"1")
+        events = await sink.wait_for(1, timeout=30)
+        assert events[0]["type"] == "com.amazonaws.s3.ObjectCreated"
+        assert events[0]["subject"] == "k/one.jpg"
+    finally:
+        process.terminate()
+        await asyncio.to_thread(process.communicate, timeout=30)
+        assert process.returncode == 0
+        await _drop_queues(harness.amqp_url, queue, f"{queue}.dlq")

@@ -304,6 +304,37 @@ def test_sources_and_sink_binding() -> None:
     assert binding["spec"]["subject"]["name"] == "process-order"
 
 
+def test_a_bucket_source_runs_as_a_deployment_with_its_sink_binding() -> None:
+    objs = render("default-values.yaml")
+    deployment = by_name(objs, "Deployment", "resize-image-uploads", "apps")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == [
+        "bucket-source",
+        "--functions",
+        "/app/functions",
+        "--source",
+        "resize-image/uploads",
+    ]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["AMQP_URL_FILE"]["value"] == "/var/run/secrets/kfaas/rabbitmq/url"
+    assert env["KFAAS_NAMESPACE"]["value"] == NAMESPACE
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["rabbitmq"]["secret"]["secretName"] == "rel-kfaas-rabbitmq"
+    assert deployment["spec"]["template"]["metadata"]["labels"]["kfaas.dev/uses-rabbitmq"] == "true"
+    binding = by_name(objs, "SinkBinding", "resize-image-uploads-sink", "sources.knative.dev")
+    assert binding["spec"]["subject"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "resize-image-uploads",
+    }
+    ksvc = by_name(objs, "Service", "resize-image", "serving.knative.dev")
+    fn_env = {e["name"]: e for e in ksvc["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert fn_env["S3_ENDPOINT_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "kfaas-s3",
+        "key": "S3_ENDPOINT_URL",
+    }
+
+
 def test_mt_broker_by_default_rabbitmq_broker_on_request() -> None:
     broker = by_name(render("default-values.yaml"), "Broker", "default", "eventing.knative.dev")
     assert broker["metadata"]["annotations"]["eventing.knative.dev/broker.class"] == "MTChannelBasedBroker"

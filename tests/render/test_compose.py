@@ -118,3 +118,19 @@ def test_env_example_holds_dev_values_only() -> None:
     values = [line.split("=", 1)[1] for line in env.splitlines() if "PASSWORD" in line.split("=", 1)[0]]
     assert values
     assert all(v.startswith("dev-only-") for v in values)
+
+
+def test_the_object_store_publishes_to_the_exchange_the_bucket_sources_read() -> None:
+    services = rendered("committed")[0]["services"]
+    store = services["versitygw"]
+    command = store["command"]
+    assert command[command.index("--event-rabbitmq-exchange") + 1] == "kfaas.s3-events"
+    assert command[command.index("--event-rabbitmq-url") + 1].startswith("amqp://kfaas:${RABBITMQ_PASSWORD:?")
+    assert command[-2:] == ["posix", "/data"]
+    # the buckets the descriptions name exist before it serves (posix: a bucket is a folder)
+    assert "mkdir -p /data/thumbnails /data/uploads &&" in store["entrypoint"][2]
+    # it starts after the broker, whose bucket sources declare the exchange it publishes to
+    assert store["depends_on"] == {"broker": {"condition": "service_healthy"}}
+    resize = services["resize-image"]
+    assert resize["environment"]["S3_ENDPOINT_URL"] == "http://versitygw:7070"
+    assert resize["depends_on"]["versitygw"] == {"condition": "service_healthy"}

@@ -410,3 +410,37 @@ def test_the_network_policies_name_who_calls_whom(fixture_tree: Path) -> None:
     )
     assert "#   functions that publish -> their broker: notify-email" in text
     assert "#   -> rabbitmq: place-order, kfaas-dead-letters" in text
+
+
+def test_a_bucket_source_runs_as_a_deployment_with_its_sink_binding() -> None:
+    docs = build(ROOT, "kind")  # the committed tree: resize-image has a bucket source
+    deployment = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "resize-image-uploads"
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert deployment["spec"]["replicas"] == 1
+    assert container["args"] == [
+        "bucket-source",
+        "--functions",
+        "/app/functions",
+        "--source",
+        "resize-image/uploads",
+    ]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["AMQP_URL_FILE"]["value"].startswith("/var/run/secrets/")  # the URL as a file, not in the env
+    assert "AMQP_URL" not in env
+    assert {"readinessProbe", "livenessProbe"} <= set(container)
+    assert deployment["spec"]["template"]["metadata"]["labels"]["kfaas.dev/rabbitmq"] == "client"
+    binding = by_kind(docs, "SinkBinding")["resize-image-uploads-sink"]
+    assert binding["spec"]["subject"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "resize-image-uploads",
+    }
+    assert binding["spec"]["sink"]["ref"]["kind"] == "Broker"
+    ksvc = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "resize-image")
+    fn_env = {e["name"]: e for e in ksvc["spec"]["template"]["spec"]["containers"][0]["env"]}
+    for key in ("S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"):
+        assert fn_env[key]["valueFrom"]["secretKeyRef"] == {"name": "kfaas-s3", "key": key}
+    assert "kfaas-s3" in {d["metadata"]["name"] for d in docs if d["kind"] == "Secret"}  # local-dev's

@@ -21,7 +21,8 @@ eventing-rabbitmq broker (docs/broker.md says what it does and what it lacks):
   no next event while its event waits. A message is acked only after its outcome is safe (answered, or its
   copy in a wait queue or its dead letter confirmed);
 - a 200 answer carrying a CloudEvent is published back to the same broker;
-- sources: queue (RabbitmqSource) and ping (PingSource) from the descriptions.
+- sources: queue (RabbitmqSource), ping (PingSource) and bucket (S3 event records from an object store)
+  from the descriptions; ``kfaas bucket-source`` runs one bucket source alone (Kubernetes).
 
 Embedding it (what ``kfaas dev`` does)::
 
@@ -44,11 +45,11 @@ and the queue source's waits (``ManualClock`` in tests); retry waits happen in R
 ``await broker.publish("default", event)`` sends an event without HTTP. ``serve_ingress(broker, host,
 port)`` serves the ingress with granian in the running loop until cancelled.
 
-Modules: ``_broker`` (topology, trigger dispatch), ``_ingress`` (the HTTP ingress), ``_sources`` (queue and
-ping sources), ``_claims`` (what a broker holds on RabbitMQ, and who holds it), ``_connect`` (the first
-connection), ``_names``
-(RabbitMQ names and the CloudEvent <-> AMQP mapping), ``_http`` (the delivery client), ``_clock``, ``_serve``,
-``cli`` (``kfaas broker``), ``dlq`` (``kfaas dlq``), ``deadletters`` (``kfaas dead-letters``).
+Modules: ``_broker`` (topology, trigger dispatch), ``_ingress`` (the HTTP ingress), ``_sources`` (queue, ping
+and bucket sources), ``_s3`` (S3 event records → CloudEvents), ``bucketsource`` (``kfaas bucket-source``),
+``_claims`` (what a broker holds on RabbitMQ, and who holds it), ``_connect`` (the first connection),
+``_names`` (RabbitMQ names and the CloudEvent <-> AMQP mapping), ``_http`` (the delivery client), ``_clock``,
+``_serve``, ``cli`` (``kfaas broker``), ``dlq`` (``kfaas dlq``), ``deadletters`` (``kfaas dead-letters``).
 
 May import: the shared base, the events part and the spec; never the function runtime.
 """

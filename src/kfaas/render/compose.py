@@ -3,7 +3,9 @@
 The dev stack: MongoDB (auth on, one user per function created by the one-shot ``mongodb-users`` service),
 RabbitMQ with its management UI, Mailpit, the dev broker, the API gateway, one container per function and,
 when a function is ``kind: lambda``, the AWS API endpoints (``aws``: EventBridge, SQS, SES for the handlers'
-AWS SDKs, which get ``AWS_ENDPOINT_URL_*`` and the access key of ``.env``).
+AWS SDKs, which get ``AWS_ENDPOINT_URL_*`` and the access key of ``.env``); versitygw (the S3 object store,
+its event records to RabbitMQ) when a function has a bucket source or uses S3, with the buckets the
+descriptions name.
 Every service has a healthcheck and waits for what it needs with ``condition: service_healthy``. Passwords
 come from ``.env`` and a missing one stops ``docker compose`` before anything starts (``${VAR:?...}``).
 Host ports bind to 127.0.0.1 only.
@@ -25,7 +27,7 @@ from kfaas.render import (
     mongodb_users_script,
     password_env,
 )
-from kfaas.spec import DEFAULT_BROKER, AppSpec, FunctionSpec
+from kfaas.spec import DEFAULT_BROKER, S3_EVENTS_EXCHANGE, AppSpec, BucketSource, FunctionSpec
 
 __all__ = ["render_compose"]
 
@@ -33,6 +35,8 @@ __all__ = ["render_compose"]
 MONGO_IMAGE = "mongo:7.0.14"
 RABBITMQ_IMAGE = "rabbitmq:3.13.7-management"
 MAILPIT_IMAGE = "axllent/mailpit:v1.21.8"
+VERSITYGW_IMAGE = "ghcr.io/versity/versitygw:v1.8.0"
+S3_PORT = 7070
 
 PORT = 8080
 AWS_SERVICE = "aws"  # kfaas aws-endpoints
@@ -123,6 +127,11 @@ def _service_env(fn: FunctionSpec) -> dict[str, str]:
         env["SMTP_HOST"] = "mailpit"
         env["SMTP_PORT"] = "1025"
         env["MAIL_FROM"] = "${MAIL_FROM:-no-reply@kfaas.local}"
+    if "s3" in fn.uses:
+        env["S3_ENDPOINT_URL"] = f"http://versitygw:{S3_PORT}"
+        env["AWS_ACCESS_KEY_ID"] = _required("S3_ACCESS_KEY")
+        env["AWS_SECRET_ACCESS_KEY"] = _required("S3_SECRET_KEY")
+        env["AWS_REGION"] = "us-east-1"
     if fn.publishes:
         env["K_SINK"] = f"http://broker:{PORT}/{DEFAULT_BROKER}"
     env.update(fn.env)
@@ -143,7 +152,80 @@ def _depends(fn: FunctionSpec) -> dict[str, dict[str, str]]:
         depends["broker"] = {"condition": "service_healthy"}
     if fn.kind == "lambda":
         depends[AWS_SERVICE] = {"condition": "service_healthy"}
+    if "s3" in fn.uses:
+        depends["versitygw"] = {"condition": "service_healthy"}
     return depends
+
+
+def _uses_s3(app: AppSpec) -> bool:
+    return any("s3" in fn.uses or _bucket_sources(fn) for fn in app.functions)
+
+
+def _bucket_sources(fn: FunctionSpec) -> list[BucketSource]:
+    return [s for s in fn.sources if isinstance(s, BucketSource)]
+
+
+def _buckets(app: AppSpec) -> list[str]:
+    """The buckets the descriptions name: each bucket source's, and a THUMBNAILS_BUCKET-style env value
+    ending in _BUCKET of a function that uses S3."""
+    names = {s.bucket for fn in app.functions for s in _bucket_sources(fn)}
+    names |= {
+        v for fn in app.functions if "s3" in fn.uses for k, v in fn.env.items() if k.endswith("_BUCKET")
+    }
+    return sorted(names)
+
+
+def _store_services(app: AppSpec) -> dict[str, Any]:
+    """versitygw on a volume, publishing every object change to the exchange the bucket sources bind to.
+
+    It starts after the broker, whose bucket sources declare the exchange: versitygw v1.8.0 publishes a test
+    event at start, and a publish to a missing exchange closes its channel for good. It does not reconnect
+    to RabbitMQ either (docs/object-storage.md): ``restart: unless-stopped`` and the dependency on RabbitMQ
+    are all compose can do.
+    """
+    exchanges = sorted(
+        {s.exchange for fn in app.functions for s in _bucket_sources(fn)} or {S3_EVENTS_EXCHANGE}
+    )
+    # with the posix backend a bucket is a directory of /data: the buckets the descriptions name are made
+    # so before the server starts (single-account mode, as here, needs nothing more)
+    folders = " ".join(f"/data/{name}" for name in _buckets(app))
+    store: dict[str, Any] = {
+        "image": VERSITYGW_IMAGE,
+        "entrypoint": [
+            "sh",
+            "-c",
+            f'{"mkdir -p " + folders + " && " if folders else ""}exec /usr/local/bin/docker-entrypoint.sh "$$@"',
+            "--",
+        ],
+        "command": [
+            "--port",
+            f":{S3_PORT}",
+            "--health",
+            "/health",
+            "--event-rabbitmq-url",
+            f"amqp://kfaas:{_required('RABBITMQ_PASSWORD')}@rabbitmq:5672/",
+            "--event-rabbitmq-exchange",
+            exchanges[0],
+            "posix",
+            "/data",
+        ],
+        "environment": {
+            "ROOT_ACCESS_KEY_ID": _required("S3_ACCESS_KEY"),
+            "ROOT_SECRET_ACCESS_KEY": _required("S3_SECRET_KEY"),
+        },
+        "ports": [f"127.0.0.1:{S3_PORT}:{S3_PORT}"],
+        "volumes": ["s3-data:/data"],
+        # the image is Alpine's: BusyBox wget asks the health path (no credentials needed)
+        "healthcheck": {
+            "test": ["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{S3_PORT}/health"],
+            "interval": "5s",
+            "timeout": "3s",
+            "retries": 12,
+        },
+        "depends_on": {"broker": {"condition": "service_healthy"}},
+        "restart": "unless-stopped",
+    }
+    return {"versitygw": store}
 
 
 def lambda_image_service(fn: FunctionSpec) -> dict[str, Any]:
@@ -290,6 +372,8 @@ def _services(app: AppSpec) -> dict[str, Any]:
         gateway["depends_on"] = {name: {"condition": "service_healthy"} for name in http_functions}
     services["gateway"] = gateway
 
+    if _uses_s3(app):
+        services.update(_store_services(app))
     if app.engine is not None:
         services[app.engine.name] = _engine_service(app)
     if any(fn.kind == "lambda" for fn in app.functions):
@@ -355,6 +439,7 @@ def _env_example(app: AppSpec) -> str:
         "MONGO_ROOT_PASSWORD=dev-only-mongo-root",
         "RABBITMQ_PASSWORD=dev-only-rabbitmq",
         "MAIL_FROM=no-reply@kfaas.local",
+        *(["S3_ACCESS_KEY=dev-only-s3", "S3_SECRET_KEY=dev-only-s3-secret"] if _uses_s3(app) else []),
         "",
         "# One MongoDB user per function (role and collections from its function.yaml `database`)",
     ]
@@ -382,7 +467,7 @@ def render_compose(app: AppSpec) -> dict[str, str]:
         "services": _services(app),
         # compose interpolates ${...} in every value, config content included: escape the script's `$`.
         "configs": {"mongodb-users": {"content": mongodb_users_script(app).replace("$", "$$")}},
-        "volumes": {"mongodb-data": {}, "rabbitmq-data": {}},
+        "volumes": {"mongodb-data": {}, "rabbitmq-data": {}, **({"s3-data": {}} if _uses_s3(app) else {})},
     }
     intro = (
         "# The kfaas dev stack: `cp .env.example .env && docker compose up --build`.\n"

@@ -9,7 +9,8 @@ Rendered here (everything that depends on the functions):
   Services);
 - ``k8s/base/600-functions.yaml``: one Knative Service per function;
 - ``k8s/base/700-triggers.yaml``: one Trigger per trigger;
-- ``k8s/base/800-sources.yaml``: RabbitmqSource (+ its quorum Queue), PingSource, SinkBinding;
+- ``k8s/base/800-sources.yaml``: RabbitmqSource (+ its quorum Queue), PingSource, SinkBinding, and per
+  bucket source a Deployment of ``kfaas bucket-source`` with the SinkBinding giving it the broker's URL;
 - ``k8s/base/900-network-policies.yaml``: default-deny ingress in the namespace, and an allow for each
   path the descriptions imply (Knative's data path into the Knative Services, the functions that use
   MongoDB and RabbitMQ);
@@ -37,7 +38,7 @@ from kfaas.render import (
     mongodb_users_script,
     password_env,
 )
-from kfaas.spec import AppSpec, Delivery, FunctionSpec, PingSource, QueueSource, Trigger
+from kfaas.spec import AppSpec, BucketSource, Delivery, FunctionSpec, PingSource, QueueSource, Trigger
 
 __all__ = ["render_k8s"]
 
@@ -51,6 +52,10 @@ DEAD_LETTERS = "kfaas-dead-letters"
 GATEWAY = "gateway"
 CONFIG = "kfaas-config"
 RABBITMQ_SECRET = "kfaas-rabbitmq"  # noqa: S105 (the name of a Secret)
+# The object store's endpoint and credentials (S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+# AWS_REGION) for the functions that use S3: the store is an existing one (docs/object-storage.md)
+S3_SECRET = "kfaas-s3"  # noqa: S105 (the name of a Secret)
+S3_KEYS = ("S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
 MONGODB_ROOT_SECRET = "kfaas-mongodb"  # noqa: S105 (the name of a Secret)
 AWS_ENDPOINTS = "kfaas-aws"  # kfaas aws-endpoints: EventBridge, SQS and SES for the lambda handlers' SDKs
 AWS_SECRET = "kfaas-aws"  # noqa: S105 (the name of a Secret: the access key the SDKs sign with)
@@ -229,6 +234,8 @@ def _service_env(fn: FunctionSpec) -> list[dict[str, Any]]:
         env.append(_secret_env("AMQP_URL", RABBITMQ_SECRET, "AMQP_URL"))
     if "smtp" in fn.uses:
         env += [_config_env("SMTP_HOST"), _config_env("SMTP_PORT"), _config_env("MAIL_FROM")]
+    if "s3" in fn.uses:
+        env += [_secret_env(key, S3_SECRET, key) for key in S3_KEYS]
     env += [_value_env(k, v) for k, v in fn.env.items()]
     env += [_secret_env(key, f"kfaas-{fn.name}", key) for key in fn.secrets]
     return env
@@ -562,6 +569,70 @@ def _ping_source(fn: FunctionSpec, source: PingSource) -> dict[str, Any]:
     }
 
 
+def _bucket_source(fn: FunctionSpec, source: BucketSource) -> list[dict[str, Any]]:
+    """``kfaas bucket-source`` as a Deployment (one replica; Knative has no source for S3 event records) and
+    the SinkBinding that sets its K_SINK to the broker."""
+    name = f"{fn.name}-{source.name}"
+    container = {
+        "name": "bucket-source",
+        "image": image(PLATFORM_IMAGE),
+        "args": ["bucket-source", "--functions", "/app/functions", "--source", f"{fn.name}/{source.name}"],
+        "ports": [{"name": "http", "containerPort": 8080}],
+        "env": [
+            # the URL holds the password: read from the mounted Secret, not an environment variable
+            _value_env("AMQP_URL_FILE", "/var/run/secrets/kfaas/rabbitmq/AMQP_URL"),
+            # its queue is s.<namespace>.<function>-<source>, as the dev broker names it
+            _value_env("KFAAS_NAMESPACE", NAMESPACE),
+        ],
+        "resources": {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "192Mi"}},
+        "readinessProbe": {"httpGet": {"path": "/health/readiness", "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/health/liveness", "port": "http"}, "periodSeconds": 10},
+        "securityContext": _secure_container(),
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "rabbitmq", "mountPath": "/var/run/secrets/kfaas/rabbitmq", "readOnly": True},
+        ],
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, "source"),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "template": {
+                "metadata": {"labels": {**_labels(name, "source"), **_client_labels(["rabbitmq"], True)}},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": _restricted_pod(10001),
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+                        {
+                            "name": "rabbitmq",
+                            "secret": {
+                                "secretName": RABBITMQ_SECRET,
+                                "items": [{"key": "AMQP_URL", "path": "AMQP_URL"}],
+                            },
+                        },
+                    ],
+                },
+            },
+        },
+    }
+    binding = {
+        "apiVersion": "sources.knative.dev/v1",
+        "kind": "SinkBinding",
+        "metadata": _meta(f"{name}-sink", "sink-binding"),
+        "spec": {
+            "subject": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "sink": _broker_ref(source.broker),
+        },
+    }
+    return [deployment, binding]
+
+
 def _sink_binding(fn: FunctionSpec) -> dict[str, Any]:
     broker = (fn.triggers[0].broker if fn.triggers else None) or "default"
     return {
@@ -579,6 +650,8 @@ def _sources(app: AppSpec) -> list[dict[str, Any]]:
         for source in fn.sources:
             if isinstance(source, QueueSource):
                 docs += _queue_source(fn, source)
+            elif isinstance(source, BucketSource):
+                docs += _bucket_source(fn, source)
             else:
                 docs.append(_ping_source(fn, source))
     docs += [_sink_binding(fn) for fn in app.functions if fn.publishes]
@@ -939,6 +1012,19 @@ def _local_dev_kustomization(app: AppSpec) -> dict[str, Any]:
                 "literals": [
                     "KFAAS_AWS_ACCESS_KEY_ID=AKIAKFAASDEVONLY0001",
                     "KFAAS_AWS_SECRET_ACCESS_KEY=dev-only-aws-secret-access-key",
+                ],
+            }
+        )
+    if any("s3" in fn.uses for fn in app.functions):
+        # an existing store (docs/object-storage.md): these say where, with dev-only credentials
+        secrets.append(
+            {
+                "name": S3_SECRET,
+                "literals": [
+                    f"S3_ENDPOINT_URL=http://versitygw.{NAMESPACE}.svc.cluster.local:7070",
+                    "AWS_ACCESS_KEY_ID=dev-only-s3",
+                    "AWS_SECRET_ACCESS_KEY=dev-only-s3-secret",
+                    "AWS_REGION=us-east-1",
                 ],
             }
         )
