@@ -293,7 +293,7 @@ async def test_services_up_env_status_down_on_alternate_ports(
 
         status = _services("status", env, 60)
         assert status.returncode == 0, status.stdout + status.stderr
-        assert status.stdout.count("started here") == 2
+        assert status.stdout.count("started here") == 3  # RabbitMQ, FerretDB, versitygw
 
         exports = dict(
             line.removeprefix("export ").split("=", 1)
@@ -302,6 +302,27 @@ async def test_services_up_env_status_down_on_alternate_ports(
         urls = {key: value.strip("'") for key, value in exports.items()}
         assert urls["MONGODB_URL"] == f"mongodb://127.0.0.1:{mongo_port}/"
         assert urls["AMQP_URL"] == f"amqp://guest:guest@127.0.0.1:{amqp_port}/"
+        s3_port = amqp_port + 2000
+        assert urls["S3_ENDPOINT_URL"] == f"http://127.0.0.1:{s3_port}"
+        assert _listening(s3_port)
+        if outward is not None:
+            assert not _listening(s3_port, outward)
+        from s3store import S3Store
+
+        store = S3Store(
+            urls["S3_ENDPOINT_URL"],
+            urls["AWS_ACCESS_KEY_ID"],
+            urls["AWS_SECRET_ACCESS_KEY"],
+            "us-east-1",
+            urls["KFAAS_S3_EXCHANGE"],
+        )
+        buckets = await asyncio.to_thread(store.client().list_buckets)
+        assert {b["Name"] for b in buckets["Buckets"]} == {"uploads", "thumbnails"}
+        # the exchange versitygw publishes to was declared before it started (else its channel closes)
+        probe = await aio_pika.connect(urls["AMQP_URL"], timeout=5)
+        async with probe:
+            channel = await probe.channel()
+            await channel.get_exchange(urls["KFAAS_S3_EXCHANGE"], ensure=True)
 
         from pymongo import AsyncMongoClient
 
@@ -330,12 +351,14 @@ async def test_services_up_env_status_down_on_alternate_ports(
 
         again = _services("up", env, 120)
         assert again.returncode == 0, again.stderr
-        assert again.stderr.count("already running") == 2
+        assert again.stderr.count("already running") == 3
     finally:
         down = await asyncio.to_thread(_services, "down", env, 180)
     assert down.returncode == 0, down.stderr
     assert "stopping epmd" in down.stderr
-    assert not any(_listening(port) for port in (amqp_port, amqp_port + 20000, mongo_port, epmd_port))
+    assert not any(
+        _listening(port) for port in (amqp_port, amqp_port + 20000, mongo_port, epmd_port, amqp_port + 2000)
+    )
     assert not any((tmp_path / "state").iterdir())
     assert _services("status", env, 60).returncode == 1
 
@@ -353,9 +376,15 @@ def test_services_up_reuses_running_servers_and_down_leaves_them(
         "KFAAS_AMQP_PORT": str(amqp.port or 5672),
         "KFAAS_MONGO_PORT": str(mongo.port or 27017),
     }
+    # the suite's object store too, when it has one on this machine; else none is started
+    s3 = urlsplit(os.environ.get("S3_ENDPOINT_URL", ""))
+    if s3.hostname in {"127.0.0.1", "localhost"} and s3.port:
+        env["KFAAS_S3_PORT"] = str(s3.port)
+    else:
+        env["KFAAS_S3"] = "0"
     up = _services("up", env, 120)
     assert up.returncode == 0, up.stderr
-    assert up.stderr.count("reusing the server already answering") == 2
+    assert up.stderr.count("reusing the server already answering") == (3 if env.get("KFAAS_S3") != "0" else 2)
     assert "KFAAS_RABBITMQCTL" not in _services("env", env, 60).stdout
     down = _services("down", env, 120)
     assert down.returncode == 0, down.stderr
