@@ -16,6 +16,7 @@ them, so a run of unit tests does not pay for them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -440,3 +441,84 @@ def s3_store() -> Any:
     except Exception as exc:  # botocore's errors have no common base short of Exception
         _unavailable(f"the S3 store at {endpoint} does not answer ListBuckets: {exc}")
     return store
+
+
+def _versitygw_bin() -> str | None:
+    explicit = os.environ.get("KFAAS_VERSITYGW_BIN")
+    if explicit:
+        return explicit
+    cache = os.environ.get("KFAAS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kfaas"
+    )
+    candidate = os.path.join(cache, "bin", "versitygw-v1.8.0")
+    return candidate if os.access(candidate, os.X_OK) else None
+
+
+@pytest.fixture
+async def s3_events(
+    s3_store: Any, amqp_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Any]:
+    """An object store whose event records reach RabbitMQ *now*: a versitygw of this test's own, on its own
+    exchange (fanout, declared before it starts), with the credentials of ``s3_store``.
+
+    versitygw v1.8.0 never reconnects to RabbitMQ: after any RabbitMQ outage test, the session's store
+    publishes nothing more. Without a versitygw binary (``KFAAS_VERSITYGW_BIN`` or scripts/services' cache)
+    the session's store is used as it is.
+    """
+    import subprocess
+
+    import aio_pika
+    import httpx
+    from s3store import S3Store
+
+    binary = _versitygw_bin()
+    if binary is None:
+        yield s3_store
+        return
+    exchange = f"test.s3-events.{uuid.uuid4().hex[:8]}"
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_exchange(exchange, aio_pika.ExchangeType.FANOUT, durable=True)
+    data = tmp_path_factory.mktemp("versitygw")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "ROOT_ACCESS_KEY_ID": s3_store.access_key,
+        "ROOT_SECRET_ACCESS_KEY": s3_store.secret_key,
+    }
+    args = [
+        binary,
+        "--port",
+        f"127.0.0.1:{port}",
+        "--region",
+        s3_store.region,
+        "--quiet",
+        "--health",
+        "/health",
+    ]
+    args += ["--event-rabbitmq-url", amqp_url, "--event-rabbitmq-exchange", exchange, "posix", str(data)]
+    log = open(data.parent / f"{data.name}.log", "wb")  # noqa: SIM115, ASYNC230 (kept open for the process)
+    process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: ASYNC220
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
+            for _ in range(300):
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get(endpoint + "/health")).status_code == 200:
+                        break
+                assert process.poll() is None, (
+                    f"versitygw exited: {(data.parent / f'{data.name}.log').read_text()}"
+                )
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("versitygw did not answer within 30 s")
+        yield S3Store(endpoint, s3_store.access_key, s3_store.secret_key, s3_store.region, exchange)
+    finally:
+        process.terminate()
+        await asyncio.to_thread(process.wait, 30)
+        log.close()
+        cleanup = await aio_pika.connect(amqp_url)
+        async with cleanup:
+            with contextlib.suppress(Exception):
+                await (await cleanup.channel()).exchange_delete(exchange)

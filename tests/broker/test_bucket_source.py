@@ -132,7 +132,8 @@ async def _drop_queues(amqp_url: str, *names: str) -> None:
 
 
 @pytest.mark.integration
-async def test_store_records_become_events(harness: Harness, s3_store: S3Store) -> None:
+async def test_store_records_become_events(harness: Harness, s3_events: S3Store) -> None:
+    s3_store = s3_events
     s3 = s3_store.client()
     bucket, elsewhere = s3_store.bucket("up"), s3_store.bucket("other")
     sink = await harness.subscriber("sink")
@@ -271,8 +272,9 @@ def test_bucket_source_command_refuses_what_it_cannot_run(tmp_path: Path) -> Non
 
 @pytest.mark.integration
 async def test_bucket_source_command_posts_events_to_its_sink(
-    harness: Harness, s3_store: S3Store, tmp_path: Path
+    harness: Harness, s3_events: S3Store, tmp_path: Path
 ) -> None:
+    s3_store = s3_events
     bucket = s3_store.bucket("cmd")
     sink = await harness.subscriber("sink")
     functions = _functions_folder(tmp_path, bucket, s3_store.exchange)

@@ -53,9 +53,6 @@ _MANAGED = (
     "SMTP_STARTTLS",
     "MAIL_FROM",
     "S3_ENDPOINT_URL",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_REGION",
 )
 _SMTP = ("SMTP_HOST", "SMTP_PORT", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_STARTTLS", "MAIL_FROM")
 # the object store (uses: [s3]): its endpoint and the credentials the function signs requests with

@@ -125,7 +125,8 @@ def _spawn(env: dict[str, str], out: Any) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture
-async def flow(s3_store: S3Store, amqp_url: str, mongodb_url: str, tmp_path: Path) -> AsyncIterator[Flow]:
+async def flow(s3_events: S3Store, amqp_url: str, mongodb_url: str, tmp_path: Path) -> AsyncIterator[Flow]:
+    s3_store = s3_events  # a store publishing to RabbitMQ now (tests/conftest.py)
     uploads, thumbnails = s3_store.bucket("uploads"), s3_store.bucket("thumbs")
     spec = load_function(FOLDER)
     source = spec.sources[0].model_copy(update={"bucket": uploads, "exchange": s3_store.exchange})
