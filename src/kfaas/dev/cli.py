@@ -177,7 +177,11 @@ def run(args: argparse.Namespace) -> int:
             "use: run the application with docker compose, or leave them out with --only"
         )
     wants_aws = any(f.kind == "lambda" for f in app.functions) or getattr(args, "aws_endpoints", False)
-    if wants_aws and not getattr(args, "no_aws_endpoints", False) and importlib.util.find_spec("botocore") is None:
+    if (
+        wants_aws
+        and not getattr(args, "no_aws_endpoints", False)
+        and importlib.util.find_spec("botocore") is None
+    ):
         problems.append(
             "the AWS API endpoints (served for kind: lambda functions) need botocore: "
             "pip install 'kfaas[platform]', or run without them (--no-aws-endpoints)"
