@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run one bucket source (S3 event records to CloudEvents) sending to a sink (Kubernetes)",
     ),
     "dlq": ("kfaas.broker.dlq", "list, show and redrive a trigger's dead letters"),
+    "stream": ("kfaas.broker.stream", "run a stream source's consumer, replay it, show the lag of each"),
     "dead-letters": (
         "kfaas.broker.deadletters",
         "the dead-letter sink on Knative: keeps dead letters in RabbitMQ",

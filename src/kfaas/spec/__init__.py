@@ -24,6 +24,7 @@ from kfaas.spec._model import (
     PING_EVENT_TYPE,
     QUEUE_EVENT_TYPE,
     S3_EVENTS_EXCHANGE,
+    STREAM_CHECKPOINTS,
     AppSpec,
     BucketSource,
     DatabaseAccess,
@@ -38,9 +39,11 @@ from kfaas.spec._model import (
     Route,
     Scaling,
     SpecError,
+    StreamSource,
     Trigger,
     parse_duration,
     route_conflicts,
+    stream_consumer,
 )
 from kfaas.spec._statemachine import (
     ENGINE,
@@ -70,6 +73,7 @@ __all__ = [
     "RESULT_EVENT",
     "S3_EVENTS_EXCHANGE",
     "STATEMACHINE_FILE",
+    "STREAM_CHECKPOINTS",
     "AppSpec",
     "BucketSource",
     "DatabaseAccess",
@@ -87,6 +91,7 @@ __all__ = [
     "SpecError",
     "Start",
     "StateMachineSpec",
+    "StreamSource",
     "Trigger",
     "function_name",
     "json_schema",
@@ -95,5 +100,6 @@ __all__ = [
     "load_statemachine",
     "parse_duration",
     "route_conflicts",
+    "stream_consumer",
     "task_functions",
 ]

@@ -16,6 +16,7 @@ __all__ = [
     "DESCRIPTION_FILE",
     "PING_EVENT_TYPE",
     "QUEUE_EVENT_TYPE",
+    "STREAM_CHECKPOINTS",
     "AppSpec",
     "BucketSource",
     "DatabaseAccess",
@@ -30,9 +31,11 @@ __all__ = [
     "Route",
     "Scaling",
     "SpecError",
+    "StreamSource",
     "Trigger",
     "parse_duration",
     "route_conflicts",
+    "stream_consumer",
 ]
 
 DEFAULT_BROKER = "default"
@@ -329,7 +332,111 @@ class BucketSource(_Model):
         return [BUCKET_EVENT_TYPES[e] for e in self.events]
 
 
-Source = Annotated[QueueSource | PingSource | BucketSource, Field(discriminator="kind")]
+class StreamSource(_Model):
+    """A RabbitMQ stream (the seed's Kinesis stream): its records reach this function directly, in offset
+    order, in batches, from one consumer per stream that checkpoints in MongoDB (docs/streams.md)."""
+
+    kind: Literal["stream"] = "stream"
+    name: str = Field(pattern=_NAME, description="Source name; the consumer is <function>-<name>")
+    stream: str = Field(min_length=1, max_length=200, description="The stream (x-queue-type: stream)")
+    feed: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="Append the broker's events matching any of these exact attribute filters to the stream "
+        "(one trigger each, whose subscriber is the stream consumer); without feeds, producers append to the "
+        "stream themselves",
+    )
+    broker: str = DEFAULT_BROKER
+    partition_key: str = Field(
+        default="partitionkey",
+        alias="partitionKey",
+        pattern=r"^[a-z0-9]{1,20}$",
+        description="The CloudEvent attribute holding a record's key (the CloudEvents partitioning extension)",
+    )
+    batch_size: int = Field(default=100, ge=1, le=10000, alias="batchSize", description="Kinesis BatchSize")
+    batch_window: str | None = Field(
+        default=None,
+        alias="batchWindow",
+        description="Longest wait for a batch to fill, ISO 8601 (Kinesis MaximumBatchingWindowInSeconds)",
+    )
+    starting_position: Literal["TRIM_HORIZON", "LATEST"] = Field(
+        default="TRIM_HORIZON",
+        alias="startingPosition",
+        description="Where a consumer without a checkpoint starts: the oldest record, or the next one",
+    )
+    maximum_retry_attempts: int = Field(
+        default=3,
+        ge=-1,
+        le=10000,
+        alias="maximumRetryAttempts",
+        description="Retries of a failing batch before onFailure (-1: until it succeeds, as on AWS)",
+    )
+    bisect_batch_on_function_error: bool = Field(
+        default=False,
+        alias="bisectBatchOnFunctionError",
+        description="Split a failing batch in two and retry each half, down to the failing record",
+    )
+    on_failure: Literal["destination", "stop"] = Field(
+        default="destination",
+        alias="onFailure",
+        description="After the retries: 'destination' sends the records to the source's dead-letter queue "
+        "(DestinationConfig.OnFailure) and moves on; 'stop' halts the stream at them",
+    )
+    backoff_delay: str = Field(
+        default="PT0.5S", alias="backoffDelay", description="First retry wait, doubled"
+    )
+    max_age: str = Field(
+        default="P7D", alias="maxAge", description="Retention of the stream (x-max-age), ISO 8601"
+    )
+
+    @field_validator("batch_window", "backoff_delay", "max_age")
+    @classmethod
+    def _durations(cls, value: str | None) -> str | None:
+        return _check_duration(value)
+
+    @field_validator("feed")
+    @classmethod
+    def _feed(cls, value: list[dict[str, str]]) -> list[dict[str, str]]:
+        for i, attributes in enumerate(value):
+            if not attributes:
+                raise ValueError(f"feed[{i}] is empty: a filter without attributes would take every event")
+            for key in attributes:
+                if not _CE_ATTRIBUTE.match(key):
+                    raise ValueError(
+                        f"feed key {key!r} is not a CloudEvents attribute name ([a-z0-9]{{1,20}})"
+                    )
+        return value
+
+
+STREAM_CHECKPOINTS = "kfaas_stream_checkpoints"  # the collection of the stream consumers' checkpoints
+
+
+def stream_consumer(fn: FunctionSpec, source: StreamSource) -> FunctionSpec:
+    """The consumer of a stream source as a subscriber of its own (like the saga engine): named
+    ``<function>-<source>``, one trigger per feed filter, its own MongoDB user for the checkpoints."""
+    name = f"{fn.name}-{source.name}"
+    if not re.match(_NAME, name):
+        raise ValueError(f"stream source {source.name!r}: the consumer name {name!r} is over 63 characters")
+    triggers = [
+        Trigger(
+            name="feed" if len(source.feed) == 1 else f"feed{i + 1}",
+            broker=source.broker,
+            filter=attributes,
+            parallelism=1,  # the broker's order is the stream's order
+        )
+        for i, attributes in enumerate(source.feed)
+    ]
+    return FunctionSpec(
+        name=name,
+        description=f"The consumer of the stream {source.stream!r} for {fn.name}",
+        kind="cloudevent",
+        triggers=triggers,
+        uses=["mongodb", "rabbitmq"],
+        database=DatabaseAccess(role="readWrite", collections=[STREAM_CHECKPOINTS]),
+        timeout=fn.timeout,
+    )
+
+
+Source = Annotated[QueueSource | PingSource | BucketSource | StreamSource, Field(discriminator="kind")]
 
 
 class Scaling(_Model):
@@ -505,6 +612,8 @@ class FunctionSpec(_Model):
             if kind == "bucket":  # SAM's S3 event: one trigger per kind of change, on this bucket only
                 triggers += _bucket_triggers(source)
                 continue
+            if kind == "stream":  # a stream source delivers to its function itself, not through a trigger
+                continue
             trigger: dict[str, Any] = {
                 "name": source.get("name"),
                 "filter": {"type": QUEUE_EVENT_TYPE if kind == "queue" else PING_EVENT_TYPE},
@@ -616,8 +725,28 @@ class AppSpec(_Model):
 
     @property
     def subscribers(self) -> list[FunctionSpec]:
-        """Everything a broker trigger delivers to: the functions, and the saga engine when there is one."""
-        return [*self.functions, self.engine] if self.engine is not None else list(self.functions)
+        """Everything a broker trigger delivers to: the functions, the saga engine when there is one, and the
+        consumers of stream sources (their feeds)."""
+        engine = [self.engine] if self.engine is not None else []
+        return [*self.functions, *engine, *(c for c, _, _ in self.streams)]
+
+    @property
+    def streams(self) -> list[tuple[FunctionSpec, FunctionSpec, StreamSource]]:
+        """Every stream source: (its consumer, the function it feeds, the source)."""
+        return [
+            (stream_consumer(fn, s), fn, s)
+            for fn in self.functions
+            for s in fn.sources
+            if isinstance(s, StreamSource)
+        ]
+
+    def stream(self, name: str) -> tuple[FunctionSpec, FunctionSpec, StreamSource]:
+        """The stream source whose consumer is ``name`` (``<function>-<source>``); SpecError naming the known."""
+        for found in self.streams:
+            if found[0].name == name:
+                return found
+        known = ", ".join(c.name for c, _, _ in self.streams) or "none"
+        raise SpecError(f"no stream source {name!r} (known: {known})")
 
     def get(self, name: str) -> FunctionSpec:
         for fn in self.functions:
