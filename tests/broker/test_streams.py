@@ -25,8 +25,8 @@ from pymongo import AsyncMongoClient
 
 from kfaas.base.server import serve_embedded
 from kfaas.broker._streams import Checkpoints, StreamConsumer, append, dead_letter_queue, parse_from
-from kfaas.broker.dlq import peek
 from kfaas.broker.deadletters import DeadLetterQueue
+from kfaas.broker.dlq import peek
 from kfaas.events import parse_events
 from kfaas.spec import AppSpec, FunctionSpec
 
@@ -84,7 +84,9 @@ def spec(stream: str, **source: Any) -> tuple[AppSpec, FunctionSpec]:
             "name": "audit",
             "kind": "cloudevent",
             "timeout": 5,
-            "sources": [{"kind": "stream", "name": "log", "stream": stream, "backoffDelay": "PT0.05S", **source}],
+            "sources": [
+                {"kind": "stream", "name": "log", "stream": stream, "backoffDelay": "PT0.05S", **source}
+            ],
         }
     )
     return AppSpec(functions=[fn], root=Path("functions")), fn
@@ -116,7 +118,13 @@ class Env:
         app, fn = spec(self.stream, **source)
         consumer, fn, src = app.streams[0]
         return StreamConsumer(
-            consumer, fn, src, amqp_url=self.amqp_url, database=self.db, url=target.url, namespace=self.namespace
+            consumer,
+            fn,
+            src,
+            amqp_url=self.amqp_url,
+            database=self.db,
+            url=target.url,
+            namespace=self.namespace,
         )
 
     async def start(self, consumer: StreamConsumer) -> asyncio.Task[Any]:
@@ -186,7 +194,9 @@ async def test_order_per_key_under_concurrent_producers(env: Env) -> None:
     assert max(len(b) for b in target.batches) <= 25
 
 
-async def test_sigkilled_consumer_resumes_after_its_checkpoint(env: Env, mongodb_url: str, tmp_path: Path) -> None:
+async def test_sigkilled_consumer_resumes_after_its_checkpoint(
+    env: Env, mongodb_url: str, tmp_path: Path
+) -> None:
     folder = tmp_path / "functions" / "audit"
     folder.mkdir(parents=True)
     (folder / "function.yaml").write_text(

@@ -91,6 +91,11 @@ def saga_engine() -> dict[str, Any]:
     return engine
 
 
+def stream_sources() -> dict[str, Any]:
+    sources: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())["streamSources"]
+    return sources
+
+
 def fixture_functions() -> dict[str, Any]:
     functions: dict[str, Any] = yaml.safe_load(FIXTURE.read_text())["functions"]
     return functions
@@ -255,6 +260,7 @@ def test_triggers_use_only_attribute_filters_and_always_dead_letter(scenario: st
     triggers = of_kind(objs, "Trigger", "eventing.knative.dev")
     expected = {f"{name}-{t['name']}" for name, fn in fixture_functions().items() for t in fn["triggers"]}
     expected |= {f"rel-kfaas-saga-{t['name']}" for t in saga_engine()["triggers"]}
+    expected |= {f"{name}-{t['name']}" for name, c in stream_sources().items() for t in c["triggers"]}
     assert {t["metadata"]["name"] for t in triggers} == expected
     for t in triggers:
         spec = t["spec"]

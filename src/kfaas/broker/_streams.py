@@ -301,7 +301,9 @@ class StreamConsumer:
                 try:
                     await self._session()
                 except (aio_pika.exceptions.AMQPError, ConnectionError, OSError) as exc:
-                    log.warning("stream %s: RabbitMQ connection lost (%r); again in %.1fs", self.name, exc, pause)
+                    log.warning(
+                        "stream %s: RabbitMQ connection lost (%r); again in %.1fs", self.name, exc, pause
+                    )
                 finally:
                     self.connected.clear()
                     await self._close()
@@ -443,7 +445,9 @@ class StreamConsumer:
         failure = await self._attempts(batch, retries=not self.source.bisect_batch_on_function_error)
         if failure is None:
             return
-        if self.source.bisect_batch_on_function_error and len(batch) > 1:  # bisect: each half on its own, in order, down to the failing records
+        if (
+            self.source.bisect_batch_on_function_error and len(batch) > 1
+        ):  # bisect: each half on its own, in order, down to the failing records
             half = len(batch) // 2
             await self._process(batch[:half])
             await self._process(batch[half:])

@@ -30,6 +30,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     env = os.environ.get
     _cliopts.functions_folder(parser)
     _cliopts.amqp_url(parser)
+    parser.add_argument(
+        "--amqp-url-file",
+        default=env("AMQP_URL_FILE"),
+        help="read the RabbitMQ URL from this file, e.g. a mounted Secret (env AMQP_URL_FILE)",
+    )
     _cliopts.namespace(parser)
     parser.add_argument("--mongodb-url", default=env("MONGODB_URL"), help="MongoDB URL (env MONGODB_URL)")
     parser.add_argument(
@@ -84,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     from kfaas.spec import SpecError
 
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)
+    if not _from_file(args, "amqp_url", "RabbitMQ"):
+        return 2
     if not _cliopts.has_amqp_url("stream", args.amqp_url) or _mongodb_url(args) is None:
         return 2
     app = _cliopts.load_functions("stream", args.functions)

@@ -40,7 +40,7 @@ def function_values(spec: FunctionSpec) -> dict[str, Any]:
             values.pop(key, None)
         for route in values["routes"]:
             route.pop("api", None)
-        for source in values["sources"]:
+        for source in (s for s in values["sources"] if s["kind"] == "queue"):
             for key in ("batchSize", "batchWindow", "reportBatchItemFailures"):
                 source.pop(key, None)
     else:
@@ -67,6 +67,17 @@ def _block(app: AppSpec) -> str:
         if engine.get("database") and not engine["database"]["indexes"]:
             engine["database"].pop("indexes")
         body += dump_yaml({"sagaEngine": engine})
+    if app.streams:
+        # the consumer of each stream source (a Deployment of one replica): its feeds and its MongoDB user
+        streams = {
+            consumer.name: {
+                "function": fn.name,
+                "stream": source.stream,
+                **consumer.model_dump(mode="json", by_alias=True, include={"triggers", "uses", "database"}),
+            }
+            for consumer, fn, source in app.streams
+        }
+        body += dump_yaml({"streamSources": streams})
     return f"{BEGIN}\n{body}{END}\n"
 
 

@@ -382,7 +382,18 @@ def _services(app: AppSpec) -> dict[str, Any]:
         services[fn.name] = _function_service(fn, app)
         if fn.lambda_image:
             services[f"{fn.name}-runtime"] = lambda_image_service(fn)
+    for consumer, fn, _ in app.streams:
+        services[consumer.name] = _stream_service(consumer, fn, app)
     return services
+
+
+def _stream_service(consumer: FunctionSpec, fn: FunctionSpec, app: AppSpec) -> dict[str, Any]:
+    """The consumer of a stream source (``kfaas stream run``): one per stream, as the order needs."""
+    service = _platform_service("stream", app)
+    service["command"] = ["stream", "--functions", "/app/functions", "run", consumer.name]
+    service["environment"].update(_service_env(consumer))
+    service["depends_on"] = {**_depends(consumer), fn.name: {"condition": "service_healthy"}}
+    return service
 
 
 def _engine_service(app: AppSpec) -> dict[str, Any]:

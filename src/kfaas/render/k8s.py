@@ -10,7 +10,9 @@ Rendered here (everything that depends on the functions):
 - ``k8s/base/600-functions.yaml``: one Knative Service per function;
 - ``k8s/base/700-triggers.yaml``: one Trigger per trigger;
 - ``k8s/base/800-sources.yaml``: RabbitmqSource (+ its quorum Queue), PingSource, SinkBinding, and per
-  bucket source a Deployment of ``kfaas bucket-source`` with the SinkBinding giving it the broker's URL;
+  bucket source a Deployment of ``kfaas bucket-source`` with the SinkBinding giving it the broker's URL,
+  and per stream source a Deployment of one replica (``kfaas stream run``) with its Service: Knative has no
+  RabbitMQ stream source, and the order of a stream needs a single consumer (docs/streams.md);
 - ``k8s/base/900-network-policies.yaml``: default-deny ingress in the namespace, and an allow for each
   path the descriptions imply (Knative's data path into the Knative Services, the functions that use
   MongoDB and RabbitMQ);
@@ -38,7 +40,16 @@ from kfaas.render import (
     mongodb_users_script,
     password_env,
 )
-from kfaas.spec import AppSpec, BucketSource, Delivery, FunctionSpec, PingSource, QueueSource, Trigger
+from kfaas.spec import (
+    AppSpec,
+    BucketSource,
+    Delivery,
+    FunctionSpec,
+    PingSource,
+    QueueSource,
+    StreamSource,
+    Trigger,
+)
 
 __all__ = ["render_k8s"]
 
@@ -644,6 +655,91 @@ def _sink_binding(fn: FunctionSpec) -> dict[str, Any]:
     }
 
 
+def _stream_source(consumer: FunctionSpec, fn: FunctionSpec, source: StreamSource) -> list[dict[str, Any]]:
+    """The consumer of a stream source: a Deployment of exactly one replica (Recreate: never two at once,
+    the second would be refused by the first's claim) and the Service its feeds' Triggers deliver to."""
+    name = consumer.name
+    labels = {**_labels(name, "stream-source"), **_client_labels(consumer.uses)}
+    container = {
+        "name": "stream",
+        "image": image(PLATFORM_IMAGE),
+        "args": ["stream", "--functions", "/app/functions", "run", name],
+        "ports": [{"name": "http", "containerPort": 8080}],
+        "env": [
+            # both URLs hold passwords: read from the mounted Secrets, not environment variables
+            _value_env("AMQP_URL_FILE", "/var/run/secrets/kfaas/rabbitmq/AMQP_URL"),
+            _value_env("MONGODB_URL_FILE", "/var/run/secrets/kfaas/mongodb/MONGODB_URL"),
+            _config_env("MONGODB_DATABASE"),
+            _value_env("KFAAS_NAMESPACE", "default"),
+            _value_env("KFAAS_FUNCTION_URL_TEMPLATE", FUNCTION_URL_TEMPLATE),
+        ],
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+        "readinessProbe": {"httpGet": {"path": "/health/readiness", "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/health/liveness", "port": "http"}, "periodSeconds": 10},
+        "securityContext": _secure_container(),
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "mongodb", "mountPath": "/var/run/secrets/kfaas/mongodb", "readOnly": True},
+            {"name": "rabbitmq", "mountPath": "/var/run/secrets/kfaas/rabbitmq", "readOnly": True},
+        ],
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            **_meta(name, "stream-source"),
+            "annotations": {"kfaas.dev/stream": source.stream, "kfaas.dev/function": fn.name},
+        },
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": fn.timeout + 10,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "runAsGroup": 10001,
+                        "fsGroup": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+                        {
+                            "name": "mongodb",
+                            "secret": {
+                                "secretName": _mongodb_secret(consumer),
+                                "items": [{"key": "MONGODB_URL", "path": "MONGODB_URL"}],
+                            },
+                        },
+                        {
+                            "name": "rabbitmq",
+                            "secret": {
+                                "secretName": RABBITMQ_SECRET,
+                                "items": [{"key": "AMQP_URL", "path": "AMQP_URL"}],
+                            },
+                        },
+                    ],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name, "stream-source"),
+        "spec": {
+            "selector": {"app.kubernetes.io/name": name},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }
+    return [deployment, service]
+
+
 def _sources(app: AppSpec) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     for fn in app.functions:
@@ -652,8 +748,10 @@ def _sources(app: AppSpec) -> list[dict[str, Any]]:
                 docs += _queue_source(fn, source)
             elif isinstance(source, BucketSource):
                 docs += _bucket_source(fn, source)
-            else:
+            elif isinstance(source, PingSource):
                 docs.append(_ping_source(fn, source))
+    for consumer, fn, source in app.streams:
+        docs += _stream_source(consumer, fn, source)
     docs += [_sink_binding(fn) for fn in app.functions if fn.publishes]
     if app.engine is not None:
         docs.append(
@@ -869,6 +967,34 @@ def _network_policies(app: AppSpec) -> list[dict[str, Any]]:
             ],
         ),
         *_engine_policy(app),
+        *_stream_policies(app),
+    ]
+
+
+def _stream_policies(app: AppSpec) -> list[dict[str, Any]]:
+    """The consumers of stream sources with feeds: the brokers' deliveries (the appends) reach them on 8080."""
+    return [
+        _policy(
+            consumer.name,
+            {"matchLabels": {"app.kubernetes.io/name": consumer.name}},
+            [
+                {
+                    "from": [
+                        _peer_namespaces(EVENTING_NAMESPACE),
+                        {
+                            "podSelector": {
+                                "matchExpressions": [
+                                    {"key": "eventing.knative.dev/broker", "operator": "Exists"}
+                                ]
+                            }
+                        },
+                    ],
+                    "ports": _ports(8080),
+                }
+            ],
+        )
+        for consumer, _, source in app.streams
+        if source.feed
     ]
 
 
@@ -1130,6 +1256,9 @@ def render_k8s(app: AppSpec) -> dict[str, str]:
     if app.engine is not None:  # task replies and the state machines' starts go to the engine's Service
         engine_ref = {"apiVersion": "v1", "kind": "Service", "name": app.engine.name}
         triggers += [_trigger(app.engine, t, engine_ref) for t in app.engine.triggers]
+    for consumer, _, _ in app.streams:  # the feeds of a stream source go to its consumer's Service
+        stream_ref = {"apiVersion": "v1", "kind": "Service", "name": consumer.name}
+        triggers += [_trigger(consumer, t, stream_ref) for t in consumer.triggers]
     local_dev_note = (
         "# DEV-ONLY credentials for kind and minikube: never use this component on a shared cluster.\n"
         "# Also Mailpit, the SMTP server with a web UI that the functions' SMTP_HOST points at.\n"
