@@ -188,7 +188,8 @@ async def test_order_per_key_under_concurrent_producers(env: Env) -> None:
     events = await target.wait_for(240)
     assert per_key(events) == {key: list(range(40)) for key in keys}
     offsets = [int(e["streamoffset"]) for e in events]
-    assert offsets == sorted(offsets) and len(set(offsets)) == 240  # each record once, in stream order
+    assert offsets == sorted(offsets)
+    assert len(set(offsets)) == 240
     interleaved = [e["partitionkey"] for e in events[:60]]
     assert len(set(interleaved)) > 1, "the producers did not run concurrently: the test would prove nothing"
     assert max(len(b) for b in target.batches) <= 25
@@ -282,7 +283,8 @@ async def test_replay_from_an_offset_and_from_a_time(env: Env) -> None:
     assert [e.data["seq"] for e in events[30:]] == list(range(15, 30))
 
     offset, since = parse_from(middle.isoformat())
-    assert offset is None and since == middle
+    assert offset is None
+    assert since == middle
     await checkpoints.replay(consumer.id, None, since)
     events = await target.wait_for(55)
     assert [e.data["seq"] for e in events[45:]] == list(range(20, 30))
@@ -314,7 +316,8 @@ async def test_poison_record_goes_to_the_on_failure_destination(env: Env) -> Non
     assert len(letters) == 1
     (letter,) = letters
     assert json.loads(letter.body)["seq"] == 13
-    assert letter.code == "500" and "refused" in letter.reason
+    assert letter.code == "500"
+    assert "refused" in letter.reason
     assert letter.attributes["streamoffset"] == "13"
 
 
@@ -330,4 +333,5 @@ async def test_on_failure_stop_halts_at_the_failing_batch(env: Env) -> None:
         await asyncio.wait_for(task, 30)
     assert [e.data["seq"] for e in target.events] == list(range(5))
     position = await Checkpoints.of(env.db).latest(consumer.id)
-    assert position is not None and position.offset == 4
+    assert position is not None
+    assert position.offset == 4

@@ -67,16 +67,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     status.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _mongodb_url(args: argparse.Namespace) -> str | None:
-    if args.mongodb_url_file and not args.mongodb_url:
+def _from_file(args: argparse.Namespace, name: str, what: str) -> bool:
+    """Fill ``args.<name>`` from ``args.<name>_file`` when only the file is given; False after an error."""
+    path = getattr(args, f"{name}_file")
+    if path and not getattr(args, name):
         try:
-            with open(args.mongodb_url_file, encoding="utf-8") as file:
-                args.mongodb_url = file.read().strip()
+            with open(path, encoding="utf-8") as file:
+                setattr(args, name, file.read().strip())
         except OSError as exc:
-            sys.stderr.write(
-                f"kfaas stream: cannot read the MongoDB URL from {args.mongodb_url_file}: {exc}\n"
-            )
-            return None
+            sys.stderr.write(f"kfaas stream: cannot read the {what} URL from {path}: {exc}\n")
+            return False
+    return True
+
+
+def _mongodb_url(args: argparse.Namespace) -> str | None:
+    if not _from_file(args, "mongodb_url", "MongoDB"):
+        return None
     if not args.mongodb_url:
         sys.stderr.write(
             "kfaas stream: no MongoDB URL (the checkpoints): set MONGODB_URL or pass --mongodb-url\n"
@@ -85,7 +91,7 @@ def _mongodb_url(args: argparse.Namespace) -> str | None:
     return str(args.mongodb_url)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:  # noqa: PLR0911 (one return per refusal)
     from kfaas.spec import SpecError
 
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)
