@@ -65,8 +65,9 @@ def build_sources(broker: SourceHost) -> list[QueueSourceRunner | PingSourceRunn
                 runners.append(QueueSourceRunner(broker, fn, source))
             elif isinstance(source, BucketSource):
                 runners.append(BucketSourceRunner(broker, fn, source))
-            else:
+            elif isinstance(source, PingSource):
                 runners.append(PingSourceRunner(broker, fn, source))
+            # a stream source has a consumer of its own (kfaas stream run): the broker only feeds it
     return runners
 
 

@@ -659,7 +659,7 @@ def _stream_source(consumer: FunctionSpec, fn: FunctionSpec, source: StreamSourc
     """The consumer of a stream source: a Deployment of exactly one replica (Recreate: never two at once,
     the second would be refused by the first's claim) and the Service its feeds' Triggers deliver to."""
     name = consumer.name
-    labels = {**_labels(name, "stream-source"), **_client_labels(consumer.uses)}
+    labels = {**_labels(name, "stream-source"), **_client_labels(list(consumer.uses))}
     container = {
         "name": "stream",
         "image": image(PLATFORM_IMAGE),
