@@ -2,7 +2,7 @@
 
 Its stream source delivers the records in offset order (so in order per order id, the partition key), in
 batches; the runtime calls ``handle`` once per record of a batch, in order. Each record becomes one document
-of ``order_audit``: ``{_id: "<stream>/<offset>", orderId, seq: offset, type, eventId, source, time, data}``.
+of ``order_audit``: ``{_id: offset, orderId, seq: offset, type, eventId, source, time, data}``.
 The ``_id`` is the record's place in the stream, so a batch delivered again after a crash or a replay inserts
 nothing new (a duplicate key is the record already written): the log holds each record once, in stream order.
 An order's history is ``find({orderId}).sort("seq")``.
@@ -29,11 +29,13 @@ def entry(event: CloudEvent) -> dict[str, Any]:
     if offset is None:
         raise kfaas.InvalidEvent("order-audit reads a stream: the event has no streamoffset")
     data = event.data
-    order_id = event.get("subject") or (data.get("orderId") if isinstance(data, dict) else None)
+    order_id = event.get("subject")
+    if not order_id and isinstance(data, dict):
+        order_id = data.get("orderId") or data.get("id")
     if not order_id:
-        raise kfaas.InvalidEvent("an order event needs the order id as its subject (or data.orderId)")
+        raise kfaas.InvalidEvent("an order event needs the order id: its subject, data.orderId or data.id")
     return {
-        "_id": f"order-events/{int(offset)}",
+        "_id": int(offset),
         "orderId": str(order_id),
         "seq": int(offset),
         "type": event["type"],

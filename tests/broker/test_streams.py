@@ -195,21 +195,34 @@ async def test_order_per_key_under_concurrent_producers(env: Env) -> None:
     assert max(len(b) for b in target.batches) <= 25
 
 
+def app_folder(tmp_path: Path, stream: str, **source: Any) -> Path:
+    """A functions folder with the function ``audit`` and its stream source ``log`` (consumer audit-log)."""
+    folder = tmp_path / "functions" / "audit"
+    folder.mkdir(parents=True)
+    description = {
+        "kind": "cloudevent",
+        "timeout": 5,
+        "sources": [{"kind": "stream", "name": "log", "stream": stream, "batchSize": 10, **source}],
+    }
+    (folder / "function.yaml").write_text(json.dumps(description))
+    (folder / "main.py").write_text("def handle(event):\n    pass\n")
+    return folder.parent
+
+
+def kfaas(env: Env, mongodb_url: str, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "kfaas", args[0], "--functions", str(folder), "--namespace", env.namespace]
+    if args[0] == "stream":
+        argv += ["--mongodb-url", mongodb_url, "--database", env.db.name]
+    environ = {**os.environ, "AMQP_URL": env.amqp_url}
+    return subprocess.run(
+        [*argv, *args[1:]], env=environ, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 async def test_sigkilled_consumer_resumes_after_its_checkpoint(
     env: Env, mongodb_url: str, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "functions" / "audit"
-    folder.mkdir(parents=True)
-    (folder / "function.yaml").write_text(
-        json.dumps(
-            {
-                "kind": "cloudevent",
-                "timeout": 5,
-                "sources": [{"kind": "stream", "name": "log", "stream": env.stream, "batchSize": 10}],
-            }
-        )
-    )
-    (folder / "main.py").write_text("def handle(event):\n    pass\n")
+    app_folder(tmp_path, env.stream)
     gate = asyncio.Event()
     gate.set()
 
@@ -335,3 +348,56 @@ async def test_on_failure_stop_halts_at_the_failing_batch(env: Env) -> None:
     position = await Checkpoints.of(env.db).latest(consumer.id)
     assert position is not None
     assert position.offset == 4
+
+
+async def test_status_dead_letters_and_refusals_on_the_command_line(
+    env: Env, mongodb_url: str, tmp_path: Path
+) -> None:
+    folder = app_folder(tmp_path, env.stream, maximumRetryAttempts=0, backoffDelay="PT0.05S")
+    target = await env.function(lambda batch: 500 if any(e.data["seq"] == 3 for e in batch) else 200)
+    consumer = env.consumer(target, batchSize=1, maximumRetryAttempts=0)
+    channel = await env.channel()
+    await append(channel, env.stream, [record("k", seq) for seq in range(6)])
+    await env.start(consumer)
+    await target.wait_for(5)
+    deadline = time.monotonic() + 30
+    while consumer.position is None or consumer.position.offset != 5:
+        assert time.monotonic() < deadline, "the stream did not move past the poison record"
+        await asyncio.sleep(0.05)
+
+    status = await asyncio.to_thread(kfaas, env, mongodb_url, folder, "stream", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    (row,) = json.loads(status.stdout)
+    assert (row["source"], row["checkpoint"], row["last"], row["lag"], row["failed"]) == (
+        "audit-log",
+        5,
+        5,
+        0,
+        1,
+    )
+    text = await asyncio.to_thread(kfaas, env, mongodb_url, folder, "stream", "status")
+    assert "audit-log: stream" in text.stdout
+    assert "lag 0" in text.stdout
+
+    listed = await asyncio.to_thread(kfaas, env, mongodb_url, folder, "dlq", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (letters,) = [r for r in json.loads(listed.stdout) if r["trigger"] == "audit-log"]
+    assert letters["count"] == 1
+    assert letters["events"][0]["code"] == "500"
+
+    bad = await asyncio.to_thread(
+        kfaas, env, mongodb_url, folder, "stream", "replay", "audit-log", "--from", "soon"
+    )
+    assert bad.returncode == 2
+    assert "neither an offset" in bad.stderr
+    unknown = await asyncio.to_thread(
+        kfaas, env, mongodb_url, folder, "stream", "replay", "nope", "--from", "0"
+    )
+    assert unknown.returncode == 2
+    assert "no stream source 'nope' (known: audit-log)" in unknown.stderr
+    replay = await asyncio.to_thread(
+        kfaas, env, mongodb_url, folder, "stream", "replay", "audit-log", "--from", "4"
+    )
+    assert replay.returncode == 0, replay.stderr
+    events = await target.wait_for(7)
+    assert [e.data["seq"] for e in events[5:]] == [4, 5]

@@ -48,6 +48,7 @@ class DevRun:
         self.functions = tmp / "functions"
         self.namespace = f"st-{self.run_id}"
         self.queue = f"orders-{self.run_id}"
+        self.stream = f"order-events-{self.run_id}"
         self.database = f"kfaas_st_{self.run_id}"
         self.mongodb_url = mongodb_url
         self.amqp_url = amqp_url
@@ -67,6 +68,12 @@ class DevRun:
             self.functions / "place-order" / "function.yaml",
             lambda d: d.setdefault("env", {}).update(ORDERS_QUEUE=self.queue),
         )
+        _edit(self.functions / "order-audit" / "function.yaml", self._rename_stream)
+
+    def _rename_stream(self, spec: dict[str, Any]) -> None:
+        for source in spec.get("sources", []):
+            if source.get("kind") == "stream":
+                source["stream"] = self.stream
 
     def _rename_queue(self, spec: dict[str, Any]) -> None:
         for source in spec.get("sources", []):
@@ -173,6 +180,23 @@ class DevRun:
             if self.process.stdout is not None:
                 self.process.stdout.close()
 
+    def stream_status(self) -> dict[str, Any]:
+        """``kfaas stream status --json`` of the run's one stream source."""
+        argv = [
+            sys.executable,
+            "-m",
+            "kfaas",
+            "stream",
+            "--functions",
+            str(self.functions),
+            "status",
+            "--json",
+        ]
+        proc = subprocess.run(argv, env=self.env(), capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode == 0, proc.stderr
+        (row,) = json.loads(proc.stdout)
+        return dict(row)
+
     def dlq(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "kfaas", "dlq", "--functions", str(self.functions), *args],
@@ -201,6 +225,9 @@ async def delete_rabbitmq_names(amqp_url: str, run: DevRun) -> None:
         for broker in app.brokers:
             await channel.exchange_delete(broker_exchange(run.namespace, broker))
         await channel.queue_delete(run.queue)
+        await channel.queue_delete(run.stream)
+        for consumer, _, _ in app.streams:
+            await channel.queue_delete(f"t.{run.namespace}.{consumer.name}.dlq")
 
 
 async def dead_letter_counts(amqp_url: str, run: DevRun) -> dict[str, int]:

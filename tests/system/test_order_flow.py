@@ -77,6 +77,31 @@ async def test_order_from_the_queue_is_stored_emailed_once_and_counted(
     assert (by_day["orders"], by_day["totalCents"]) == (1, 1250)
 
 
+async def test_order_events_reach_the_audit_log_in_order_through_the_stream(
+    dev: DevRun, db: Any, publisher: Any
+) -> None:
+    await dev.start()
+    user = await add_user(db, "eve@example.com")
+    orders = [new_order(user, 100 + i) for i in range(3)]
+    for order in orders:
+        await publisher(placed_event(order))
+
+    async def audited() -> list[dict[str, Any]] | None:
+        entries = [e async for e in db.order_audit.find().sort("seq")]
+        return entries if len(entries) >= 6 else None
+
+    entries = await dev.eventually(audited, 40, "six audit entries (placed and processed of three orders)")
+    assert len(entries) == 6
+    for order in orders:  # per order (the partition key): placed, then processed, in the stream's order
+        history = [e["type"] for e in entries if e["orderId"] == order["id"]]
+        assert history == ["com.kfaas.order.placed", "com.kfaas.order.processed"]
+    seqs = [e["seq"] for e in entries]
+    assert seqs == sorted(set(seqs))
+    status = await asyncio.to_thread(dev.stream_status)
+    assert status["lag"] == 0, status
+    assert status["checkpoint"] == status["last"] == seqs[-1]
+
+
 async def test_same_order_twice_is_one_document_and_one_email(
     dev: DevRun, db: Any, publisher: Any, mail_sink: MailSink
 ) -> None:

@@ -23,6 +23,9 @@ eventing-rabbitmq broker (docs/broker.md says what it does and what it lacks):
 - a 200 answer carrying a CloudEvent is published back to the same broker;
 - sources: queue (RabbitmqSource), ping (PingSource) and bucket (S3 event records from an object store)
   from the descriptions; ``kfaas bucket-source`` runs one bucket source alone (Kubernetes).
+- stream sources (a RabbitMQ stream for Kinesis) are not the broker's: each has a consumer of its own,
+  :class:`StreamConsumer` (``kfaas stream run``, ``_streams``), that delivers batches to its function in
+  offset order and checkpoints in MongoDB; the broker only delivers its feeds to it, as to a subscriber.
 
 Embedding it (what ``kfaas dev`` does)::
 
@@ -47,9 +50,10 @@ port)`` serves the ingress with granian in the running loop until cancelled.
 
 Modules: ``_broker`` (topology, trigger dispatch), ``_ingress`` (the HTTP ingress), ``_sources`` (queue, ping
 and bucket sources), ``_s3`` (S3 event records → CloudEvents), ``bucketsource`` (``kfaas bucket-source``),
-``_claims`` (what a broker holds on RabbitMQ, and who holds it), ``_connect`` (the first connection),
-``_names`` (RabbitMQ names and the CloudEvent <-> AMQP mapping), ``_http`` (the delivery client), ``_clock``,
-``_serve``, ``cli`` (``kfaas broker``), ``dlq`` (``kfaas dlq``), ``deadletters`` (``kfaas dead-letters``).
+``_streams`` (the stream source), ``stream`` (``kfaas stream``), ``_claims`` (what a broker holds on RabbitMQ,
+and who holds it), ``_connect`` (the first connection), ``_names`` (RabbitMQ names and the CloudEvent <-> AMQP
+mapping), ``_http`` (the delivery client), ``_clock``, ``_serve``, ``cli`` (``kfaas broker``), ``dlq`` (``kfaas
+dlq``), ``deadletters`` (``kfaas dead-letters``).
 
 May import: the shared base, the events part and the spec; never the function runtime.
 """
@@ -63,6 +67,7 @@ from kfaas.broker._clock import Clock, ManualClock, SystemClock
 from kfaas.broker._connect import RabbitMQUnreachable
 from kfaas.broker._names import TriggerRef, triggers_of
 from kfaas.broker._serve import serve_ingress
+from kfaas.broker._streams import StreamConsumer, StreamStopped
 from kfaas.events import parse_events
 
 __all__ = [
@@ -73,6 +78,8 @@ __all__ = [
     "InvalidEvent",
     "ManualClock",
     "RabbitMQUnreachable",
+    "StreamConsumer",
+    "StreamStopped",
     "SystemClock",
     "TriggerRef",
     "parse_events",

@@ -9,7 +9,8 @@ lose one.
 
 On Knative the triggers' queues belong to the broker implementation, but ``kfaas dead-letters`` (the
 dead-letter sink) keeps dead letters in the same ``.dlq`` queues, plus ``t.<namespace>.broker-<name>.dlq`` for
-a Broker's own sink. ``redrive --to-subscriber`` POSTs each one (binary mode, without the ``knativeerror*``
+a Broker's own sink. A stream source's on-failure destination is ``t.<namespace>.<function>-<source>.dlq``
+too (``kfaas stream``): listed here, and redriven with ``--to-subscriber`` to the function. ``redrive --to-subscriber`` POSTs each one (binary mode, without the ``knativeerror*``
 extensions) to the subscriber named by its ``knativeerrordest``, so again only the trigger that failed sees
 it, and removes it only after a 2xx answer.
 """
@@ -229,12 +230,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     triggers: list[Ref] = [r for r in triggers_of(app, args.namespace) if r.delivery.dead_letter]
     brokers: list[Ref] = [DeadLetterQueue(BROKER_PREFIX + b, args.namespace) for b in app.brokers]
-    refs = triggers + brokers
+    # a stream source's on-failure destination (kfaas stream): the records that failed every attempt
+    streams: list[Ref] = [DeadLetterQueue(consumer.name, args.namespace) for consumer, _, _ in app.streams]
+    refs = triggers + streams + brokers
     wanted = getattr(args, "trigger", None)
     if wanted:
         refs = [r for r in refs if r.name == wanted]
         if not refs:
-            known = ", ".join(r.name for r in triggers)
+            known = ", ".join(r.name for r in triggers + streams)
             sys.stderr.write(f"kfaas dlq: no trigger {wanted!r} with a dead-letter queue (known: {known})\n")
             return 2
         if args.action == "redrive" and not args.to_subscriber and isinstance(refs[0], DeadLetterQueue):

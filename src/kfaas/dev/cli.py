@@ -210,6 +210,8 @@ def _missing_services(app: Any, args: argparse.Namespace) -> list[str]:
     problems = []
     if app.statemachines:
         uses["mongodb"].append("the state machine engine")
+    if app.streams:
+        uses["mongodb"].append("the stream sources (their checkpoints)")
     if uses["mongodb"] and not os.environ.get("MONGODB_URL"):
         problems.append(f"MONGODB_URL is not set ({', '.join(uses['mongodb'])} use MongoDB)")
     needs_amqp = uses["rabbitmq"] or any(f.triggers or f.sources for f in app.functions)
@@ -264,6 +266,7 @@ class _Dev:
         self.aws_extra: dict[str, str] = {}  # AWS_ACCESS_KEY_ID of this environment, accepted as well
         wants_aws = any(f.kind == "lambda" for f in app.functions) or getattr(args, "aws_endpoints", False)
         self.aws_wanted = wants_aws and not getattr(args, "no_aws_endpoints", False)
+        self.stream_ports: dict[str, int] = {}  # stream source consumer -> the port of its appends
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -327,6 +330,11 @@ class _Dev:
                 self.claims.append(PortClaim(args.host, port))
             except OSError as exc:
                 return f"cannot serve {what}: {exc} (choose another with --port / --broker-port)"
+        from kfaas.dev.smtp import free_port
+
+        for consumer, _, _ in self.app.streams:  # their appends: where the broker delivers their feeds
+            self.stream_ports[consumer.name] = port = free_port()
+            self.urls[consumer.name] = f"http://{args.host}:{port}"
         uses = {u for f in self.app.subscribers for u in f.uses}
         if "mongodb" in uses:
             problem = await _check_mongodb(os.environ["MONGODB_URL"])
@@ -470,6 +478,7 @@ class _Dev:
         limits = Limits.from_env()  # checked in run()
         claims = iter(self.claims)
         gateway_claim = next(claims)
+        await self._start_streams(urls)
         if self.broker is not None:
             await self.broker.start()
             self.tasks.append(
@@ -495,6 +504,42 @@ class _Dev:
         )
         await _wait_http(f"http://{args.host}:{args.port}/health/readiness", 15.0)
 
+    async def _start_streams(self, urls: dict[str, str]) -> None:
+        """The consumer of each stream source (``kfaas stream run``) in this process, before the broker feeds
+        them; each delivers to its function's process."""
+        if not self.app.streams:
+            return
+        from pymongo import AsyncMongoClient
+
+        from kfaas.base.server import serve_embedded
+        from kfaas.broker import StreamConsumer
+
+        if self.mongo is None:
+            self.mongo = AsyncMongoClient(
+                os.environ["MONGODB_URL"], serverSelectionTimeoutMS=5000, tz_aware=True
+            )
+        database = self.mongo[os.environ.get("MONGODB_DATABASE") or "kfaas"]
+        for consumer_spec, fn, source in self.app.streams:
+            consumer = StreamConsumer(
+                consumer_spec,
+                fn,
+                source,
+                amqp_url=os.environ["AMQP_URL"],
+                database=database,
+                url=urls[fn.name],
+                namespace=self.args.namespace,
+            )
+            port = self.stream_ports[consumer_spec.name]
+            self.tasks.append(asyncio.create_task(consumer.run(), name=f"stream source {consumer_spec.name}"))
+            self.tasks.append(
+                asyncio.create_task(
+                    serve_embedded(consumer, self.args.host, port),
+                    name=f"stream appends {consumer_spec.name}",
+                )
+            )
+            await asyncio.wait_for(consumer.connected.wait(), 30.0)
+            self.say(f"{'stream':<8} | ready: {consumer_spec.name} ({source.stream} -> {fn.name})")
+
     async def _start_engine(self, claim: Any) -> None:
         """The state machine engine (``kfaas saga``) in this process, its API on ``--saga-port``."""
         from pymongo import AsyncMongoClient
@@ -502,7 +547,10 @@ class _Dev:
         from kfaas.base.server import serve_embedded
         from kfaas.saga import Engine, EngineApp
 
-        self.mongo = AsyncMongoClient(os.environ["MONGODB_URL"], serverSelectionTimeoutMS=5000, tz_aware=True)
+        if self.mongo is None:
+            self.mongo = AsyncMongoClient(
+                os.environ["MONGODB_URL"], serverSelectionTimeoutMS=5000, tz_aware=True
+            )
         database = os.environ.get("MONGODB_DATABASE") or "kfaas"
         self.engine = Engine(self.app, self.mongo[database], f"{self.ingress}/default")
         await self.engine.start()
