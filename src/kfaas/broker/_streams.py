@@ -42,7 +42,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
-from cloudevents.conversion import to_structured
 from cloudevents.exceptions import GenericException
 from cloudevents.http import CloudEvent
 
@@ -50,7 +49,7 @@ from kfaas.base.errors import InvalidEvent
 from kfaas.broker._claims import BrokerConflict
 from kfaas.broker._http import HttpClient
 from kfaas.broker._names import ERROR_CODE, ERROR_DATA, ERROR_DEST, PREFIX, QUORUM, event_to_amqp
-from kfaas.broker._sources import queue_event
+from kfaas.broker._sources import _looks_structured
 from kfaas.events import BATCH, parse_events
 from kfaas.spec import STREAM_CHECKPOINTS, FunctionSpec, StreamSource, parse_duration
 
@@ -243,7 +242,8 @@ async def tail_offset(connection: AbstractConnection, stream: str, wait: float =
 @dataclass
 class Record:
     offset: int
-    event: CloudEvent
+    item: dict[str, Any]  # the record as a structured CloudEvent (JSON), extensions included
+    body: bytes  # its data as stored
     message: AbstractIncomingMessage
 
 
@@ -415,7 +415,8 @@ class StreamConsumer:
             if offset <= last:  # before the position (the start of a chunk): acked, not delivered
                 await message.ack()
             else:
-                batch.append(Record(offset, self._event(message, offset), message))
+                item, body = self._item(message, offset)
+                batch.append(Record(offset, item, body, message))
                 last = offset
             if len(batch) >= size:
                 break
@@ -427,18 +428,43 @@ class StreamConsumer:
                     message = await asyncio.wait_for(inbox.get(), wait)
         return batch
 
-    def _event(self, message: AbstractIncomingMessage, offset: int) -> CloudEvent:
-        event = queue_event(self.namespace, self.name, self.source.stream, message)
-        if event["type"] == "dev.knative.rabbitmq.event":  # not a CloudEvent: a record of the stream
-            event["type"] = STREAM_RECORD_TYPE
-            event["source"] = f"/apis/v1/namespaces/{self.namespace}/streams/{self.source.stream}"
-            if not message.message_id:
-                event["id"] = f"{self.source.stream}-{offset}"
-        event[OFFSET_EXTENSION] = offset
+    def _item(self, message: AbstractIncomingMessage, offset: int) -> tuple[dict[str, Any], bytes]:
+        """A record as a structured CloudEvent, built from the AMQP message without the SDK (it is the hot
+        path): a binary-mode record (``ce-`` headers) or a structured one keeps its attributes; any other
+        body becomes the data of a ``dev.kfaas.stream.record``. Adds ``streamoffset`` and ``partitionkey``."""
+        headers = message.headers or {}
+        body = bytes(message.body)
+        content_type = message.content_type or ""
+        item: dict[str, Any] | None = None
+        if PREFIX + "specversion" in headers:
+            item = {k[len(PREFIX) :]: _text(v) for k, v in headers.items() if k.startswith(PREFIX)}
+            if content_type:
+                item["datacontenttype"] = content_type
+        elif content_type.startswith("application/cloudevents+json") or _looks_structured(body):
+            with contextlib.suppress(ValueError):
+                parsed = json.loads(body)
+                if isinstance(parsed, dict) and all(parsed.get(k) for k in ("id", "source", "type")):
+                    item = parsed
+                    body = _data_bytes(parsed)
+        if item is None:
+            item = {
+                "specversion": "1.0",
+                "type": STREAM_RECORD_TYPE,
+                "source": f"/apis/v1/namespaces/{self.namespace}/streams/{self.source.stream}",
+                "id": message.message_id or f"{self.source.stream}-{offset}",
+            }
+            if content_type:
+                item["datacontenttype"] = content_type
+            if isinstance(message.timestamp, datetime):
+                stamp = message.timestamp
+                item["time"] = (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).isoformat()
+        if "data" not in item and "data_base64" not in item and body:
+            _put_data(item, body, content_type)
+        item[OFFSET_EXTENSION] = str(offset)
         key = self.source.partition_key
-        if key != "partitionkey" and event.get("partitionkey") is None and event.get(key) is not None:
-            event["partitionkey"] = str(event[key])
-        return event
+        if key != "partitionkey" and "partitionkey" not in item and item.get(key) is not None:
+            item["partitionkey"] = str(item[key])
+        return item, body
 
     # -- delivery ---------------------------------------------------------------------------------------
     async def _process(self, batch: list[Record]) -> None:
@@ -487,11 +513,7 @@ class StreamConsumer:
         return failure
 
     async def _deliver(self, batch: list[Record]) -> tuple[str, str] | None:
-        items = []
-        for record in batch:
-            _, body = to_structured(record.event)
-            items.append(json.loads(body))
-        body = json.dumps(items, separators=(",", ":")).encode()
+        body = json.dumps([r.item for r in batch], separators=(",", ":")).encode()
         try:
             response = await self.http.post(self.url, {"content-type": BATCH}, body, float(self.fn.timeout))
         except TimeoutError:
@@ -513,18 +535,19 @@ class StreamConsumer:
             )
         assert self._dead is not None
         for record in batch:
-            headers, content_type, body = event_to_amqp(record.event)
             amqp_headers: dict[str, Any] = {
-                PREFIX + k[3:] if k.startswith("ce-") else k: v for k, v in headers.items()
+                PREFIX + k: v if isinstance(v, str) else json.dumps(v)
+                for k, v in record.item.items()
+                if k not in ("data", "data_base64", "datacontenttype")
             }
             amqp_headers[PREFIX + ERROR_DEST] = self.url
             amqp_headers[PREFIX + ERROR_CODE] = code
             amqp_headers[PREFIX + ERROR_DATA] = base64.b64encode(reason.encode()).decode()
             message = aio_pika.Message(
-                body,
+                record.body,
                 headers=amqp_headers,
-                content_type=content_type,
-                message_id=str(record.event["id"]),
+                content_type=record.item.get("datacontenttype"),
+                message_id=str(record.item["id"]),
                 timestamp=datetime.now(UTC),
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             )
@@ -600,6 +623,51 @@ class StreamConsumer:
 
 
 MAX_APPEND = 10 * 1024 * 1024  # bytes of one append request
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    return str(value)
+
+
+def _is_json(content_type: str) -> bool:
+    base = content_type.split(";", 1)[0].strip().lower()
+    return not base or base == "application/json" or base.endswith("+json") or base == "text/json"
+
+
+def _put_data(item: dict[str, Any], body: bytes, content_type: str) -> None:
+    """Put the data of a binary-mode record into its structured form: JSON as JSON, text as a string, the
+    rest (and JSON that does not parse) as data_base64."""
+    if _is_json(content_type):
+        try:
+            item["data"] = json.loads(body)
+        except ValueError:
+            pass
+        else:
+            return
+    elif content_type.startswith("text/"):
+        try:
+            item["data"] = body.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return
+    item["data_base64"] = base64.b64encode(body).decode()
+
+
+def _data_bytes(item: dict[str, Any]) -> bytes:
+    """The data of a structured CloudEvent as bytes (what a dead letter keeps as its body)."""
+    if "data_base64" in item:
+        with contextlib.suppress(ValueError):
+            return base64.b64decode(item["data_base64"])
+        return b""
+    if "data" not in item:
+        return b""
+    data = item["data"]
+    return data.encode() if isinstance(data, str) else json.dumps(data).encode()
 
 
 async def _answer(send: Any, status: int, payload: dict[str, Any]) -> None:
