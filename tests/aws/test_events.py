@@ -26,6 +26,8 @@ from kfaas.aws.events import (
     api_event,
     eventbridge_event,
     http_response,
+    kinesis_event,
+    kinesis_record,
     match_route,
     scheduled_event,
     sqs_event,
@@ -402,3 +404,32 @@ def test_a_bucket_source_event_becomes_the_s3_event_aws_sends() -> None:
     assert parsed.record.s3.get_object.etag == data["etag"]
     model = models.S3Model.model_validate(event)
     assert model.Records[0].s3.object.size == 2048
+
+
+def test_a_stream_record_is_a_kinesis_record_powertools_reads() -> None:
+    from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
+
+    attributes = {
+        "id": "e-7",
+        "source": "/kfaas/process-order",
+        "type": "com.kfaas.order.processed",
+        "time": "2026-04-10T09:12:03.5+00:00",
+        "streamoffset": "41",
+        "streamname": "order-events",
+        "partitionkey": "o-1",
+    }
+    event = KinesisStreamEvent(
+        kinesis_event(
+            [kinesis_record(attributes, b'{"orderId": "o-1"}', stream="order-events", account=ACCOUNT)]
+        )
+    )
+    (record,) = list(event.records)
+    assert record.event_source == "aws:kinesis"
+    assert (
+        record.event_source_arn == f"arn:aws:kinesis:{ACCOUNT.region}:{ACCOUNT.account}:stream/order-events"
+    )
+    assert record.kinesis.partition_key == "o-1"
+    assert record.kinesis.sequence_number == "00000000000000000041"
+    assert record.kinesis.data_as_json() == {"orderId": "o-1"}
+    assert record.kinesis.approximate_arrival_timestamp == 1775812323.5
+    assert _walk(event) > 10

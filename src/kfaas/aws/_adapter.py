@@ -33,6 +33,8 @@ from kfaas.aws.events import (
     api_event,
     eventbridge_event,
     http_response,
+    kinesis_event,
+    kinesis_record,
     match_route,
     s3_event,
     scheduled_event,
@@ -116,6 +118,12 @@ class LambdaFunction:
             record = sqs_record(attributes, data, queue=queue.queue, account=self.config.account)
             await self.batchers[name].submit(record, invocation)
             return None
+        if "streamoffset" in attributes and self.config.streams:
+            # a record of a stream source (Kinesis): one record per invocation; its batch arrives in order
+            stream = str(attributes.get("streamname") or next(iter(self.config.streams.values())))
+            record = kinesis_record(attributes, data, stream=stream, account=self.config.account)
+            result = await self.invoke(kinesis_event([record]), invocation)
+            return self._reply(attributes, result)
         if kind == PING_TYPE and "/pingsources/" in source:
             name = self._ping_sources.get(source.rsplit("/", 1)[-1])
             if name is None:

@@ -56,6 +56,7 @@ class LambdaConfig:
     routes: tuple[RouteConfig, ...] = ()
     queues: Mapping[str, QueueConfig] = field(default_factory=dict)
     pings: frozenset[str] = frozenset()
+    streams: Mapping[str, str] = field(default_factory=dict)  # stream source name -> its stream
     reply_type: str | None = None
     reply_source: str | None = None
     runtime_api_port: int = 9001
@@ -147,6 +148,7 @@ def config_from(raw: Mapping[str, Any], folder: Path, env: Mapping[str, str]) ->
     )
     queues: dict[str, QueueConfig] = {}
     pings: set[str] = set()
+    streams: dict[str, str] = {}
     for source in raw.get("sources") or []:
         if source.get("kind", "queue") == "queue":
             window = source.get("batchWindow")
@@ -157,6 +159,8 @@ def config_from(raw: Mapping[str, Any], folder: Path, env: Mapping[str, str]) ->
                 batch_window=_seconds(str(window)) if window else 0.0,
                 report_failures=bool(source.get("reportBatchItemFailures", False)),
             )
+        elif source.get("kind") == "stream":
+            streams[str(source["name"])] = str(source["stream"])
         else:
             pings.add(str(source["name"]))
     reply = settings.get("reply") or {}
@@ -181,6 +185,7 @@ def config_from(raw: Mapping[str, Any], folder: Path, env: Mapping[str, str]) ->
         routes=routes,
         queues=queues,
         pings=frozenset(pings),
+        streams=streams,
         reply_type=str(reply["type"]) if reply.get("type") else None,
         reply_source=str(reply["source"]) if reply.get("source") else None,
         runtime_api_port=int(settings.get("runtimeApiPort", 9001)),

@@ -35,6 +35,8 @@ __all__ = [
     "eventbridge_event",
     "http_response",
     "is_text",
+    "kinesis_event",
+    "kinesis_record",
     "match_route",
     "s3_event",
     "scheduled_event",
@@ -474,6 +476,46 @@ def sqs_record(
         "eventSourceARN": account.arn("sqs", queue),
         "awsRegion": account.region,
     }
+
+
+def kinesis_record(
+    attributes: Mapping[str, Any], data: Any, *, stream: str, account: Account
+) -> dict[str, Any]:
+    """One Kinesis record from a stream source's record (kfaas.broker: ``streamoffset``, ``partitionkey``).
+
+    The offset is the sequence number (zero-padded, so sequence numbers compare as text as they do on AWS);
+    the data is the record's data, base64 as Kinesis delivers it; the one shard is ``shardId-000000000000``.
+    """
+    if isinstance(data, bytes | bytearray):
+        raw = bytes(data)
+    elif data is None:
+        raw = b""
+    else:
+        raw = _data_text(data).encode()
+    sequence = f"{int(attributes.get('streamoffset', 0)):020d}"
+    arrived = int(_epoch_ms(attributes.get("time"))) / 1000
+    return {
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": str(
+                attributes.get("partitionkey") or attributes.get("subject") or attributes["id"]
+            ),
+            "sequenceNumber": sequence,
+            "data": base64.b64encode(raw).decode("ascii"),
+            "approximateArrivalTimestamp": arrived,
+        },
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": f"shardId-000000000000:{sequence}",
+        "eventName": "aws:kinesis:record",
+        "invokeIdentityArn": f"arn:aws:iam::{account.account}:role/kfaas",
+        "awsRegion": account.region,
+        "eventSourceARN": account.arn("kinesis", f"stream/{stream}"),
+    }
+
+
+def kinesis_event(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {"Records": list(records)}
 
 
 def sqs_event(records: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -10,8 +10,8 @@ the consumer of a stream source is one process (a Deployment of one replica on K
   acks: RabbitMQ closes the connection of a ``no_ack`` stream consumer), in batches of ``batchSize`` records
   or what came within ``batchWindow``;
 - POSTs each batch to the function in CloudEvents batch mode, in offset order, one batch at a time (so the
-  order per partition key is the stream's order), each record with the extensions ``streamoffset`` and
-  ``partitionkey``;
+  order per partition key is the stream's order), each record with the extensions ``streamoffset``,
+  ``streamname`` and ``partitionkey``;
 - after a 2xx answer inserts the checkpoint (the batch's last offset) and acks; a crash between the two
   redelivers that batch, never skips one;
 - on a failing batch: with ``bisectBatchOnFunctionError`` splits it in two and tries each half (down to the
@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import aio_pika
 from cloudevents.exceptions import GenericException
 from cloudevents.http import CloudEvent
+from pymongo.errors import PyMongoError
 
 from kfaas.base.errors import InvalidEvent
 from kfaas.broker._claims import BrokerConflict
@@ -74,6 +75,7 @@ log = logging.getLogger("kfaas.broker.streams")
 
 STREAM_RECORD_TYPE = "dev.kfaas.stream.record"  # a record that is not a CloudEvent
 OFFSET_EXTENSION = "streamoffset"
+STREAM_EXTENSION = "streamname"
 MAX_BACKOFF = 60.0  # seconds: the longest wait between two attempts of a batch
 REPLAY_CHECK = 1.0  # seconds between looks for a replay while the stream is idle
 
@@ -304,6 +306,8 @@ class StreamConsumer:
                     log.warning(
                         "stream %s: RabbitMQ connection lost (%r); again in %.1fs", self.name, exc, pause
                     )
+                except PyMongoError as exc:  # the checkpoints: start over from the last one written
+                    log.warning("stream %s: MongoDB failed (%r); again in %.1fs", self.name, exc, pause)
                 finally:
                     self.connected.clear()
                     await self._close()
@@ -371,24 +375,42 @@ class StreamConsumer:
         tag = await queue.consume(inbox.put, no_ack=False, arguments={"x-stream-offset": position.start()})
         last = position.offset if position.offset is not None else -1
         epoch = position.epoch
+        # one batch is made (its records read and turned into JSON) while the one before is delivered
+        ready: asyncio.Queue[list[Record]] = asyncio.Queue(maxsize=1)
+
+        async def collect(after: int) -> None:
+            while True:
+                batch = await self._collect(inbox, after, channel)
+                if batch:
+                    after = batch[-1].offset
+                await ready.put(batch)  # an empty batch: the stream was idle for a while
+
+        collector = asyncio.create_task(collect(last), name=f"stream {self.name} batches")
+        looked = time.monotonic()
         try:
             while True:
-                batch = await self._collect(inbox, last, channel)
-                if not batch:
+                getting = asyncio.ensure_future(ready.get())
+                await asyncio.wait([getting, collector], return_when=asyncio.FIRST_COMPLETED)
+                if not getting.done():
+                    getting.cancel()
+                    collector.result()  # raises what stopped it
+                batch = getting.result()
+                if batch:
+                    await self._process(batch)
+                    last = batch[-1].offset
+                    await self.checkpoints.commit(self.id, epoch, last)
+                    self.position = Position(epoch, last, at=datetime.now(UTC))
+                    await batch[-1].message.ack(multiple=True)
+                    self._commits += 1
+                    if self._commits % 100 == 0:
+                        await self.checkpoints.prune(self.id, self.position)
+                if not batch or time.monotonic() - looked >= REPLAY_CHECK:
+                    looked = time.monotonic()
                     if await self._replayed(epoch):
                         raise _Restart
-                    continue
-                await self._process(batch)
-                last = batch[-1].offset
-                await self.checkpoints.commit(self.id, epoch, last)
-                self.position = Position(epoch, last, at=datetime.now(UTC))
-                await batch[-1].message.ack(multiple=True)
-                self._commits += 1
-                if self._commits % 100 == 0:
-                    await self.checkpoints.prune(self.id, self.position)
-                if await self._replayed(epoch):
-                    raise _Restart
         finally:
+            collector.cancel()
+            await asyncio.gather(collector, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(queue.cancel(tag), 2.0)
             with contextlib.suppress(Exception):
@@ -461,6 +483,7 @@ class StreamConsumer:
         if "data" not in item and "data_base64" not in item and body:
             _put_data(item, body, content_type)
         item[OFFSET_EXTENSION] = str(offset)
+        item[STREAM_EXTENSION] = self.source.stream
         key = self.source.partition_key
         if key != "partitionkey" and "partitionkey" not in item and item.get(key) is not None:
             item["partitionkey"] = str(item[key])
