@@ -401,3 +401,21 @@ async def test_status_dead_letters_and_refusals_on_the_command_line(
     assert replay.returncode == 0, replay.stderr
     events = await target.wait_for(7)
     assert [e.data["seq"] for e in events[5:]] == [4, 5]
+
+
+async def test_a_second_consumer_of_a_source_is_refused(env: Env) -> None:
+    from kfaas.broker import BrokerConflict
+
+    target = await env.function()
+    await env.start(env.consumer(target))
+    with pytest.raises(BrokerConflict, match="consumed by another kfaas stream consumer"):
+        await asyncio.wait_for(env.consumer(target).run(), 30)
+
+
+async def test_a_stream_declared_with_another_retention_is_used_as_it_is(env: Env) -> None:
+    target = await env.function()
+    channel = await env.channel()  # declared with x-max-age 604800s; the source asks for one day
+    await append(channel, env.stream, [record("k", seq) for seq in range(3)])
+    await env.start(env.consumer(target, maxAge="P1D"))
+    events = await target.wait_for(3)
+    assert [e.data["seq"] for e in events] == [0, 1, 2]

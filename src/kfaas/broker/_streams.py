@@ -89,15 +89,23 @@ def stream_arguments(source: StreamSource) -> dict[str, Any]:
     return {"x-queue-type": "stream", "x-max-age": f"{max(seconds, 1)}s"}
 
 
-async def declare_stream(channel: AbstractChannel, source: StreamSource) -> None:
-    """Declare the stream; one declared earlier with other arguments (another retention) is used as it is."""
+async def declare_stream(connection: AbstractConnection, source: StreamSource) -> None:
+    """Declare the stream; one declared earlier with other arguments (another retention) is used as it is
+    (RabbitMQ closes the channel of the refused declaration: the check runs on a channel of its own)."""
+    channel = await connection.channel()
     try:
         await channel.declare_queue(source.stream, durable=True, arguments=stream_arguments(source))
     except aio_pika.exceptions.ChannelPreconditionFailed:
-        channel = await channel.connection.channel()  # type: ignore[attr-defined]
-        queue = await channel.declare_queue(source.stream, passive=True)
-        del queue
-        await channel.close()
+        channel = await connection.channel()
+        await channel.declare_queue(source.stream, passive=True)
+        log.info(
+            "stream %s exists with other arguments than maxAge %s: used as it is",
+            source.stream,
+            source.max_age,
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            await channel.close()
 
 
 def dead_letter_queue(namespace: str, consumer: str) -> str:
@@ -340,8 +348,8 @@ class StreamConsumer:
                 f"(namespace {self.namespace!r}): a stream source has one consumer, or its records would be "
                 "delivered twice; stop the other one"
             ) from None
+        await declare_stream(connection, self.source)
         setup = await connection.channel()
-        await declare_stream(setup, self.source)
         await setup.declare_queue(
             dead_letter_queue(self.namespace, self.name), durable=True, arguments=QUORUM
         )
