@@ -38,7 +38,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
@@ -78,6 +78,7 @@ OFFSET_EXTENSION = "streamoffset"
 STREAM_EXTENSION = "streamname"
 MAX_BACKOFF = 60.0  # seconds: the longest wait between two attempts of a batch
 REPLAY_CHECK = 1.0  # seconds between looks for a replay while the stream is idle
+TIME_MARGIN = timedelta(minutes=5)  # how far before a replay's time the stream is read from
 
 
 class StreamStopped(RuntimeError):
@@ -128,9 +129,14 @@ class Position:
     at: datetime | None = None  # when it was written
 
     def start(self) -> int | datetime:
-        """The ``x-stream-offset`` to consume from."""
+        """The ``x-stream-offset`` to consume from: the next offset, or for a replay from a time a point
+        TIME_MARGIN before it (RabbitMQ stamps chunks with the Erlang VM's clock, which can lag the system
+        clock: 15 s was seen here), from which the records' own times find the first one at or after it."""
         if self.offset is not None:
             return self.offset + 1
+        return self.since_utc() - TIME_MARGIN
+
+    def since_utc(self) -> datetime:
         assert self.since is not None
         return self.since if self.since.tzinfo else self.since.replace(tzinfo=UTC)  # MongoDB's are naive UTC
 
@@ -292,6 +298,7 @@ class StreamConsumer:
         self.connected = asyncio.Event()
         self._dead: AbstractChannel | None = None
         self._commits = 0
+        self._skip_before: datetime | None = None
 
     @property
     def window(self) -> float:
@@ -375,6 +382,8 @@ class StreamConsumer:
 
     async def _consume(self, connection: AbstractConnection) -> None:
         self.position = position = await self._start_position()
+        # a replay from a time: the records before the first one stamped at or after it are passed over
+        self._skip_before = position.since_utc() if position.offset is None else None
         log.info("stream %s: consuming %s from %s", self.name, self.source.stream, position.start())
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=min(2 * self.source.batch_size, 20000))
@@ -442,7 +451,7 @@ class StreamConsumer:
         message: AbstractIncomingMessage | None = first
         while message is not None:
             offset = int((message.headers or {}).get("x-stream-offset", -1))  # type: ignore[arg-type]
-            if offset <= last:  # before the position (the start of a chunk): acked, not delivered
+            if offset <= last or self._before_replay(message):  # before the position: acked, not delivered
                 await message.ack()
             else:
                 item, body = self._item(message, offset)
@@ -457,6 +466,18 @@ class StreamConsumer:
                 with contextlib.suppress(TimeoutError):
                     message = await asyncio.wait_for(inbox.get(), wait)
         return batch
+
+    def _before_replay(self, message: AbstractIncomingMessage) -> bool:
+        """While replaying from a time: True for a record stamped before it (its CloudEvent ``time``, else
+        its AMQP timestamp). The first record at or after it, or without a time, ends the search."""
+        since = self._skip_before
+        if since is None:
+            return False
+        stamp = _record_time(message)
+        if stamp is not None and stamp < since:
+            return True
+        self._skip_before = None
+        return False
 
     def _item(self, message: AbstractIncomingMessage, offset: int) -> tuple[dict[str, Any], bytes]:
         """A record as a structured CloudEvent, built from the AMQP message without the SDK (it is the hot
@@ -662,6 +683,18 @@ def _text(value: Any) -> str:
     if isinstance(value, datetime):
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
     return str(value)
+
+
+def _record_time(message: AbstractIncomingMessage) -> datetime | None:
+    """When a record was made: its CloudEvent ``time`` (binary ``ce-time`` header), else its AMQP timestamp."""
+    raw = (message.headers or {}).get(PREFIX + "time")
+    if raw is not None:
+        with contextlib.suppress(ValueError):
+            stamp = datetime.fromisoformat(_text(raw).replace("Z", "+00:00"))
+            return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    if isinstance(message.timestamp, datetime):
+        return message.timestamp if message.timestamp.tzinfo else message.timestamp.replace(tzinfo=UTC)
+    return None
 
 
 def _is_json(content_type: str) -> bool:
