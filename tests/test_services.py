@@ -270,10 +270,13 @@ async def test_services_up_env_status_down_on_alternate_ports(
     if not os.environ.get("KFAAS_FERRETDB_BIN"):
         require_tool("go")  # to build FerretDB once, when the cache has no binary yet
     amqp_port, mongo_port, epmd_port = _alternate_ports()
+    stream_port = next((p for p in range(13000, 13300) if _free(p)), None)
+    assert stream_port is not None, "no free port for the stream protocol"
     env = {
         **os.environ,
         "KFAAS_SERVICES_DIR": str(tmp_path / "state"),
         "KFAAS_AMQP_PORT": str(amqp_port),
+        "KFAAS_RABBITMQ_STREAM_PORT": str(stream_port),  # the stream plugin's listener: its own port too
         "KFAAS_MONGO_PORT": str(mongo_port),
         "KFAAS_RABBITMQ_MANAGEMENT": "0",
         "ERL_EPMD_PORT": str(epmd_port),  # an epmd of its own, which `down` must stop again
@@ -285,7 +288,7 @@ async def test_services_up_env_status_down_on_alternate_ports(
         assert "starting RabbitMQ" in up.stderr
         assert "starting FerretDB" in up.stderr
 
-        ports = (amqp_port, amqp_port + 20000, mongo_port, epmd_port)
+        ports = (amqp_port, amqp_port + 20000, stream_port, mongo_port, epmd_port)
         assert all(_listening(port) for port in ports)
         outward = _outward_address()
         if outward is not None:  # everything listens on loopback only
@@ -302,6 +305,7 @@ async def test_services_up_env_status_down_on_alternate_ports(
         urls = {key: value.strip("'") for key, value in exports.items()}
         assert urls["MONGODB_URL"] == f"mongodb://127.0.0.1:{mongo_port}/"
         assert urls["AMQP_URL"] == f"amqp://guest:guest@127.0.0.1:{amqp_port}/"
+        assert urls["KFAAS_RABBITMQ_STREAM_URL"] == f"rabbitmq-stream://guest:guest@127.0.0.1:{stream_port}/"
         s3_port = amqp_port + 2000
         assert urls["S3_ENDPOINT_URL"] == f"http://127.0.0.1:{s3_port}"
         assert _listening(s3_port)
