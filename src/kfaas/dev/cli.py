@@ -330,11 +330,7 @@ class _Dev:
                 self.claims.append(PortClaim(args.host, port))
             except OSError as exc:
                 return f"cannot serve {what}: {exc} (choose another with --port / --broker-port)"
-        from kfaas.dev.smtp import free_port
-
-        for consumer, _, _ in self.app.streams:  # their appends: where the broker delivers their feeds
-            self.stream_ports[consumer.name] = port = free_port()
-            self.urls[consumer.name] = f"http://{args.host}:{port}"
+        self._stream_urls()
         uses = {u for f in self.app.subscribers for u in f.uses}
         if "mongodb" in uses:
             problem = await _check_mongodb(os.environ["MONGODB_URL"])
@@ -503,6 +499,14 @@ class _Dev:
             )
         )
         await _wait_http(f"http://{args.host}:{args.port}/health/readiness", 15.0)
+
+    def _stream_urls(self) -> None:
+        """A port for each stream source's appends: where the broker delivers its feeds."""
+        from kfaas.dev.smtp import free_port
+
+        for consumer, _, _ in self.app.streams:
+            self.stream_ports[consumer.name] = port = free_port()
+            self.urls[consumer.name] = f"http://{self.args.host}:{port}"
 
     async def _start_streams(self, urls: dict[str, str]) -> None:
         """The consumer of each stream source (``kfaas stream run``) in this process, before the broker feeds
