@@ -27,13 +27,19 @@ _MINIMAL = f"""\
 """
 
 
+def _drop_empty_indexes(values: dict[str, Any]) -> dict[str, Any]:
+    """Only subscribers that declare indexes carry the key (the schema has it for functions alone)."""
+    if values.get("database") and not values["database"].get("indexes"):
+        values["database"].pop("indexes", None)
+    return values
+
+
 def function_values(spec: FunctionSpec) -> dict[str, Any]:
     """The chart values of one function (an empty image tag means the chart's appVersion)."""
     values: dict[str, Any] = spec.model_dump(
         mode="json", by_alias=True, exclude={"path", "description", "events"}
     )
-    if values.get("database") and not values["database"]["indexes"]:
-        values["database"].pop("indexes")  # only functions that declare indexes carry the key
+    _drop_empty_indexes(values)
     repository = f"{IMAGE_REPOSITORY}/{spec.name}"
     if spec.kind != "lambda":  # the fields of kind lambda stay out of other functions' values
         for key in ("handler", "runtime", "image", "lambda"):
@@ -64,17 +70,20 @@ def _block(app: AppSpec) -> str:
         engine = app.engine.model_dump(
             mode="json", by_alias=True, include={"name", "kind", "triggers", "uses", "database"}
         )
-        if engine.get("database") and not engine["database"]["indexes"]:
-            engine["database"].pop("indexes")
+        _drop_empty_indexes(engine)
         body += dump_yaml({"sagaEngine": engine})
     if app.streams:
         # the consumer of each stream source (a Deployment of one replica): its feeds and its MongoDB user
         streams = {
-            consumer.name: {
-                "function": fn.name,
-                "stream": source.stream,
-                **consumer.model_dump(mode="json", by_alias=True, include={"triggers", "uses", "database"}),
-            }
+            consumer.name: _drop_empty_indexes(
+                {
+                    "function": fn.name,
+                    "stream": source.stream,
+                    **consumer.model_dump(
+                        mode="json", by_alias=True, include={"triggers", "uses", "database"}
+                    ),
+                }
+            )
             for consumer, fn, source in app.streams
         }
         body += dump_yaml({"streamSources": streams})
