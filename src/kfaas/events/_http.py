@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from kfaas.base.errors import InvalidEvent
 
-__all__ = ["BATCH", "MAX_JSON_DEPTH", "STRUCTURED", "parse_events", "to_binary"]
+__all__ = ["BATCH", "MAX_JSON_DEPTH", "STRUCTURED", "content_mode", "parse_events", "to_binary"]
 
 BATCH = "application/cloudevents-batch+json"
 STRUCTURED = "application/cloudevents"
@@ -54,6 +54,11 @@ def _json(body: bytes, what: str) -> Any:
     return value
 
 
+def read_json(body: bytes, what: str) -> Any:
+    """``body`` as JSON, nested at most ``MAX_JSON_DEPTH`` levels; InvalidEvent naming ``what`` when not."""
+    return _json(body, what)
+
+
 def _too_deep(value: Any) -> bool:
     """Arrays and objects nested more than ``MAX_JSON_DEPTH`` levels deep (an explicit stack, no recursion)."""
     stack = [(value, 1)]
@@ -84,9 +89,11 @@ def _check_name(name: str, where: str) -> None:
         raise InvalidEvent(
             f"{where}: {name[:64]!r} is not a valid attribute name (lower-case letters a-z and digits only)"
         )
+    if name == "extensions":  # the SDK (1.x) keeps its extensions under this name and fails on it
+        raise InvalidEvent(f"{where}: 'extensions' cannot be used as an attribute name")
 
 
-def _check_attributes(attrs: Any, where: str) -> None:
+def check_attributes(attrs: Any, where: str) -> None:
     """A structured event's attributes: present, of their spec types (see the module docstring)."""
     if not isinstance(attrs, dict):
         raise InvalidEvent(f"{where}: expected a JSON object, got {type(attrs).__name__}")
@@ -165,11 +172,25 @@ def _is_json(content_type: str) -> bool:
     return content_type == "application/json" or content_type.endswith("+json") or content_type == "text/json"
 
 
+def content_mode(headers: dict[str, str]) -> str | None:
+    """``"batch"``, ``"structured"`` or ``"binary"``: how a request carries CloudEvents; ``None`` when it
+    carries none (no ``ce-specversion`` header and neither CloudEvents content type)."""
+    content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type == BATCH:
+        return "batch"
+    if content_type.startswith(STRUCTURED):
+        return "structured"
+    return "binary" if "ce-specversion" in headers else None
+
+
 def parse_events(headers: dict[str, str], body: bytes) -> list[Any]:
-    """CloudEvents from an HTTP request in binary, structured or batch mode, through the cloudevents SDK.
+    """CloudEvents from an HTTP request in binary, structured or batch mode, as the SDK's ``CloudEvent``.
 
     The SDK fills in a random ``id`` when one is missing, so required attributes are checked first: a
-    request without them is refused rather than given an identity it never had.
+    request without them is refused rather than given an identity it never had. A binary-mode event is
+    built with the SDK's ``CloudEvent(attributes, data)`` from the ``ce-*`` header fields and the content
+    type, as its ``from_http`` does, once they are checked; structured and batch mode go through
+    ``from_http`` itself.
     """
     from cloudevents.exceptions import GenericException
     from cloudevents.http import from_http
@@ -182,13 +203,13 @@ def parse_events(headers: dict[str, str], body: bytes) -> list[Any]:
                 raise InvalidEvent("batch body must be a JSON array of structured CloudEvents")
             events = []
             for i, item in enumerate(items):
-                _check_attributes(item, f"batch[{i}]")
+                check_attributes(item, f"batch[{i}]")
                 events.append(
                     from_http({"content-type": "application/cloudevents+json"}, json.dumps(item).encode())
                 )
             return events
         if content_type.startswith(STRUCTURED):
-            _check_attributes(_json(body, "structured CloudEvent"), "structured CloudEvent")
+            check_attributes(_json(body, "structured CloudEvent"), "structured CloudEvent")
             # the content type alone: a stray ce-specversion header would make the SDK read binary mode
             return [from_http({"content-type": headers["content-type"]}, body)]
         if "ce-specversion" not in headers:
@@ -197,7 +218,9 @@ def parse_events(headers: dict[str, str], body: bytes) -> list[Any]:
                 "is neither application/cloudevents+json nor application/cloudevents-batch+json"
             )
         _check_binary(headers)
-        if body and _is_json(content_type):
+        if not body:
+            return [_binary(headers, None)]
+        if _is_json(content_type):
             # read here rather than by the SDK, so that nesting is bounded; like the SDK, data that is not
             # JSON despite its content type reaches the function as it came
             try:
@@ -206,10 +229,26 @@ def parse_events(headers: dict[str, str], body: bytes) -> list[Any]:
                 raise
             except InvalidEvent:
                 data = body
-            return [from_http(headers, body, data_unmarshaller=lambda _: data)]
-        return [from_http(headers, body)]
+            return [_binary(headers, data)]
+        return [from_http(headers, body)]  # the SDK's own reading of other data (JSON if it parses)
     except GenericException as exc:
         raise InvalidEvent(f"invalid CloudEvent: {exc}") from None
+
+
+def _binary(headers: dict[str, str], data: Any) -> Any:
+    """The event of checked binary-mode headers, with the attributes the SDK's ``from_http`` gives it: each
+    ``ce-<name>`` field and the content type as ``datacontenttype`` (the later of the two wins, as there).
+    A ``ce-data`` field is no attribute: the body is the data."""
+    from cloudevents.http import CloudEvent
+
+    attributes: dict[str, Any] = {}
+    for name, value in headers.items():
+        if name == "content-type":
+            attributes["datacontenttype"] = value
+        elif name.startswith("ce-"):
+            attributes[name[3:]] = value
+    attributes.pop("data", None)
+    return CloudEvent(attributes, data)
 
 
 def to_binary(event: Any) -> tuple[dict[str, str], bytes]:
