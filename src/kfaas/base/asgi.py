@@ -46,6 +46,7 @@ __all__ = [
     "read_body",
     "read_stream",
     "refusal",
+    "rsgi_headers",
     "send_answer",
 ]
 
@@ -199,6 +200,27 @@ def decode_headers(raw: Iterable[tuple[bytes, bytes]], strict: Callable[[str], b
                 f"header {name} is not valid UTF-8 (byte {value[exc.start]:#04x} at offset {exc.start})"
             ) from None
     return out
+
+
+def rsgi_headers(headers: Any, limits: Limits, strict: Callable[[str], bool]) -> dict[str, str]:
+    """granian's RSGI header fields (lower-cased names to values), checked against ``limits``.
+
+    granian passes on only values of visible ASCII: a field with any other byte in its value (invalid
+    UTF-8, or UTF-8 that is not percent-encoded) is in its names but not in its items. For a field
+    ``strict(name)`` picks (a CloudEvents attribute, the content type) that is refused, naming the field,
+    rather than taken as missing.
+    """
+    items = headers.items()
+    found = dict(items)
+    hidden = [key for key in headers.keys() if key not in found]  # noqa: SIM118 - RSGIHeaders, not a dict
+    limits.check_head([*items, *((key, "") for key in hidden)])
+    for key in hidden:
+        if strict(key):
+            raise RequestRefused(
+                f"header {key} holds bytes outside visible ASCII: invalid UTF-8, or UTF-8 that is not "
+                "percent-encoded (the CloudEvents HTTP binding percent-encodes such characters)"
+            )
+    return found
 
 
 async def read_body(receive: Receive, limit: int = MAX_BODY, timeout: float = BODY_TIMEOUT) -> bytes:

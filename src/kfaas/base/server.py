@@ -145,11 +145,14 @@ async def serve(
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
     claim: PortClaim | None = None,
+    rsgi: bool = False,
 ) -> None:
     """Serve until SIGTERM/SIGINT or until ``stop`` is set, then drain and return.
 
     Raises :class:`PortInUse` at once when the port is taken (``claim``: one taken earlier, kept until the
-    server stops).
+    server stops). With ``rsgi`` the app is served over granian's own interface (``app.__rsgi__``), which
+    has no lifespan: ``app.startup()`` runs before the server starts (a failure is logged and raises
+    :class:`StartupFailed`) and ``app.shutdown()`` after it stopped.
     """
     from granian.constants import HTTPModes, Interfaces
     from granian.server.embed import Server
@@ -157,11 +160,18 @@ async def serve(
     claim = claim or PortClaim(host, port)
 
     logging.getLogger("granian").setLevel(logging.ERROR)  # "embedded server is experimental" on every start
+    if rsgi:
+        try:
+            await app.startup()  # type: ignore[attr-defined]  # RSGI apps have one: there is no lifespan
+        except Exception as exc:
+            log.exception("start-up failed")
+            claim.release()
+            raise StartupFailed(str(exc)) from None
     server = Server(
         app,
         address=host,
         port=port,
-        interface=Interfaces.ASGI,
+        interface=Interfaces.RSGI if rsgi else Interfaces.ASGI,
         http=HTTPModes.http1,  # queue-proxy and the broker speak HTTP/1.1 to the container
         http1_settings=_http1(),
         websockets=False,
@@ -202,20 +212,28 @@ async def serve(
         claim.release()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if rsgi:
+            await app.shutdown()
     log.info("stopped")
 
 
 def run(
-    app: DrainableApp, host: str, port: int, *, drain_seconds: float = 20.0, claim: PortClaim | None = None
+    app: DrainableApp,
+    host: str,
+    port: int,
+    *,
+    drain_seconds: float = 20.0,
+    claim: PortClaim | None = None,
+    rsgi: bool = False,
 ) -> None:
     """Run :func:`serve` on a fresh event loop (uvloop when installed); :class:`PortInUse` before it starts."""
     claim = claim or PortClaim(host, port)
     try:
         import uvloop
     except ImportError:  # uvloop is optional (not on Windows)
-        asyncio.run(serve(app, host, port, drain_seconds=drain_seconds, claim=claim))
+        asyncio.run(serve(app, host, port, drain_seconds=drain_seconds, claim=claim, rsgi=rsgi))
     else:
-        uvloop.run(serve(app, host, port, drain_seconds=drain_seconds, claim=claim))
+        uvloop.run(serve(app, host, port, drain_seconds=drain_seconds, claim=claim, rsgi=rsgi))
 
 
 async def serve_embedded(
