@@ -35,7 +35,10 @@ def test_flags_win_over_the_environment() -> None:
     [
         ({"PORT": "http"}, "PORT='http' is not a valid int"),
         ({"SMTP_STARTTLS": "maybe"}, "SMTP_STARTTLS='maybe' is not a valid bool"),
-        ({"FUNCTION_SIGNATURE_TYPE": "event"}, "'event' type is not supported"),
+        (
+            {"FUNCTION_SIGNATURE_TYPE": "background"},
+            "FUNCTION_SIGNATURE_TYPE='background' is not one of: http, cloudevent, event, typed, asgi",
+        ),
     ],
 )
 def test_bad_values_are_named(env: dict[str, str], message: str) -> None:

@@ -12,8 +12,9 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from kfaas.base.errors import ServiceUnavailable, public_message
+from kfaas.base.errors import ServiceUnavailable
 from kfaas.runtime.context import Context
+from kfaas.runtime.replies import failure
 from kfaas.runtime.targets import Target
 
 log = logging.getLogger("kfaas.serve")
@@ -59,7 +60,7 @@ def http_handler(target: Target, ctx: Context) -> ASGIApp:
             response = JSONResponse({"error": str(exc)}, status_code=503)
         except Exception as exc:
             log.exception("http function %s raised", target.name)
-            response = JSONResponse({"error": public_message(exc)}, status_code=500)
+            response = JSONResponse(failure(exc, ctx.settings.debug), status_code=500)
         await response(scope, receive, send)
 
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from json.encoder import encode_basestring_ascii as _quote  # C-accelerated JSON string
@@ -14,16 +15,26 @@ class RequestLog:
     """Writes the per-request line to stdout: method, path, status, duration and the CloudEvent's identity.
 
     It is on every request's path, so the line is assembled from pieces rather than through ``json.dumps``
-    of a dict (a third of the cost), with the timestamp's seconds formatted once per second.
+    of a dict (a third of the cost), with the timestamp's seconds formatted once per second. Written on an
+    event loop, lines are flushed together ``FLUSH_SECONDS`` after the first of them rather than one
+    ``write`` each (a system call per request was a sixth of a hello function's cost); :meth:`flush` writes
+    what is pending, as the runtime does when it stops.
     """
 
-    __slots__ = ("_function", "_second", "_stamp", "_stream")
+    FLUSH_SECONDS = 0.05
+
+    __slots__ = ("_function", "_pending", "_second", "_stamp", "_stream")
 
     def __init__(self, function: str, stream: TextIO | None = None) -> None:
         self._function = _quote(function)
         self._stream = stream or sys.stdout
         self._second = -1
         self._stamp = ""
+        self._pending = False
+
+    def flush(self) -> None:
+        self._pending = False
+        self._stream.flush()
 
     def write(self, method: str, path: str, status: int, started: float, **event: str | None) -> None:
         now = time.time()
@@ -41,3 +52,10 @@ class RequestLog:
                 parts.append(f', "{key}": {_quote(value)}')
         parts.append("}\n")
         self._stream.write("".join(parts))
+        if not self._pending:
+            try:
+                asyncio.get_running_loop().call_later(self.FLUSH_SECONDS, self.flush)
+            except RuntimeError:  # no event loop: write it now
+                self._stream.flush()
+                return
+            self._pending = True

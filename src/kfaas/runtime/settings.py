@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args
 
 from kfaas.base.asgi import BODY_TIMEOUT, MAX_BODY
 
-SignatureType = Literal["http", "cloudevent", "asgi"]
+SignatureType = Literal["http", "cloudevent", "event", "typed", "asgi"]
 # The URL schemes each service setting accepts: a URL that can never work stops `kfaas serve` at start
 _SCHEMES = {
     "mongodb_url": ("mongodb://", "mongodb+srv://"),
@@ -41,7 +41,21 @@ class Settings:
     target: str = field(default="", metadata=_env("FUNCTION_TARGET", "Name of the function in the source"))
     source: str = field(default="main.py", metadata=_env("FUNCTION_SOURCE", "File that defines it"))
     signature_type: str = field(
-        default="", metadata=_env("FUNCTION_SIGNATURE_TYPE", "http | cloudevent | asgi (default: detected)")
+        default="",
+        metadata=_env(
+            "FUNCTION_SIGNATURE_TYPE",
+            "http | cloudevent | event | typed | asgi, for a function no decorator declares (default: http)",
+        ),
+    )
+    asgi: bool = field(
+        default=False,
+        metadata=_env(
+            "FUNCTION_USE_ASGI", "http functions take a Starlette request (functions-framework's --asgi)"
+        ),
+    )
+    debug: bool = field(
+        default=False,
+        metadata=_env("DEBUG", "Development mode: DEBUG logs, traces in error answers, reload on change"),
     )
     host: str = field(default="0.0.0.0", metadata=_env("HOST", "Address to listen on"))
     port: int = field(default=8080, metadata=_env("PORT", "Port to listen on"))
@@ -52,6 +66,12 @@ class Settings:
     timeout: float = field(
         default=30.0,
         metadata=_env("KFAAS_TIMEOUT", "Seconds one invocation may take (the description's timeout)"),
+    )
+    threads: int = field(
+        default=32,
+        metadata=_env(
+            "KFAAS_THREADS", "Threads that run synchronous functions (requests they serve at once)"
+        ),
     )
     log_level: str = field(default="INFO", metadata=_env("LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"))
     # Backing services
@@ -107,6 +127,7 @@ class Settings:
             ("max_body_bytes", "KFAAS_MAX_BODY_BYTES"),
             ("body_timeout", "KFAAS_BODY_TIMEOUT"),
             ("timeout", "KFAAS_TIMEOUT"),
+            ("threads", "KFAAS_THREADS"),
         ):
             if getattr(settings, attr) <= 0:
                 raise SettingsError(f"{env_name}={getattr(settings, attr)!r} must be greater than 0")

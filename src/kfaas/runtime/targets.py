@@ -1,8 +1,9 @@
 """Drop-in ``http`` / ``cloud_event`` decorators and how ``kfaas serve`` finds and classifies a target.
 
 The decorators have functions-framework's signatures but do not import Flask. Code decorated with
-``functions_framework.http`` / ``functions_framework.cloud_event`` (or their ``functions_framework.aio``
-variants) is recognised through functions-framework's own registry, so it runs unchanged.
+functions-framework's decorators (``http``, ``cloud_event``, ``typed``, their ``functions_framework.aio``
+variants) is recognised through functions-framework's own registry, so it runs unchanged
+(kfaas.runtime.ff serves that package's face without Flask).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 _KIND_ATTR = "__kfaas_signature_type__"
-BUILT_IN = ("http", "cloudevent", "asgi")
+BUILT_IN = ("http", "cloudevent", "event", "typed", "asgi")
 # Signature types other packages provide: an entry point NAME = "module:function" in this group, where
 # function(settings) -> Target. kfaas's own `lambda` (kfaas.aws) is one: the runtime does not import the
 # part that serves it, and a cloudevent function never loads it (docs/architecture.md).
@@ -58,6 +59,11 @@ def cloud_event(func: F) -> F:
 class Target:
     """A loaded function: the callable, its signature type, and how to call it.
 
+    ``signature_type`` is ``http``, ``cloudevent``, ``event`` (a legacy ``(data, context)`` function),
+    ``typed`` or ``asgi``. An ``http`` function's ``request`` is ``starlette`` or ``flask``; a Flask one is
+    served through ``app`` (WSGI in threads). ``input_type`` is a typed function's input class, and
+    ``error_handlers`` the ``functions_framework.errorhandler`` registrations that apply to it.
+
     A target made by a plugin (:func:`plugin_loader`) may also carry ``routes`` (an ASGI app that takes the
     requests of a ``cloudevent`` target that are not CloudEvents, such as an API's routes), ``on_start`` /
     ``on_stop`` (awaited at start-up and shutdown, after and before the Context) and ``checks`` (readiness
@@ -74,6 +80,10 @@ class Target:
         on_start: Callable[[], Awaitable[None]] | None = None,
         on_stop: Callable[[], Awaitable[None]] | None = None,
         checks: Callable[[], dict[str, str]] | None = None,
+        request: str = "starlette",
+        input_type: Any = None,
+        error_handlers: list[tuple[Any, Any]] | None = None,
+        app: Any = None,
     ) -> None:
         self.func = func
         self.signature_type = signature_type
@@ -82,6 +92,10 @@ class Target:
         self.on_start = on_start
         self.on_stop = on_stop
         self.checks = checks
+        self.request = request
+        self.input_type = input_type
+        self.error_handlers = error_handlers or []
+        self.app = app
         # a sync wrapper around a coroutine function (functions_framework.cloud_event on an async def)
         # returns a coroutine too, so it counts as async
         self.is_async = (
@@ -89,7 +103,12 @@ class Target:
             or _is_coroutine(getattr(func, "__wrapped__", None))
             or _is_coroutine(getattr(func, "__call__", None))  # noqa: B004
         )
-        self.wants_context = signature_type != "asgi" and _positional_count(func) >= 2
+        self.wants_context = signature_type not in ("asgi", "event") and _positional_count(func) >= 2
+
+    @property
+    def kind(self) -> str:
+        """How ``kfaas serve`` names what it serves: the signature type, ``http (flask)`` for Flask ones."""
+        return f"http ({self.request})" if self.signature_type == "http" else self.signature_type
 
 
 _CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE; reading code flags spares importing inspect at start-up
@@ -139,37 +158,6 @@ def _load_module(source: Path) -> Any:
     return module
 
 
-def _framework_kind(name: str) -> str | None:
-    """The type functions-framework's decorators registered; ``flask`` for its WSGI-mode ``http``."""
-    ff = sys.modules.get("functions_framework._function_registry")
-    if ff is None:  # the user's code never imported functions_framework
-        return None
-    kind = getattr(ff, "REGISTRY_MAP", {}).get(name)
-    if kind == "http" and name not in getattr(ff, "ASGI_FUNCTIONS", ()):
-        return "flask"
-    return {"http": "http", "cloudevent": "cloudevent"}.get(kind) if kind else None
-
-
-def _flask_app(func: Any) -> Any:
-    """Serve a functions-framework ``http`` function as it expects: a Flask request, Flask's replies.
-
-    The Flask app (WSGI) runs in a2wsgi's thread pool; only functions written this way pay for Flask.
-    """
-    import flask
-    from a2wsgi import WSGIMiddleware
-
-    app = flask.Flask(getattr(func, "__module__", "function") or "function")
-
-    @app.route(
-        "/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-    )
-    @app.route("/<path:path>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
-    def view(path: str) -> Any:
-        return func(flask.request._get_current_object())  # type: ignore[attr-defined]
-
-    return WSGIMiddleware(app)  # type: ignore[arg-type]
-
-
 def _is_asgi_app(obj: Any) -> bool:
     """An ASGI application object (FastAPI, Starlette, ...): an instance with ``async __call__(scope, r, s)``."""
     if hasattr(obj, "__code__") or hasattr(obj, "__func__"):
@@ -178,14 +166,27 @@ def _is_asgi_app(obj: Any) -> bool:
     return call is not None and _is_coroutine(call) and _positional_count(call) == 3
 
 
-def load_target(source: str | Path, target: str, signature_type: str = "") -> Target:
+def load_target(
+    source: str | Path, target: str, signature_type: str = "", *, asgi: bool = False, threads: int = 32
+) -> Target:
     """Import ``source`` and return ``target`` with its signature type.
 
-    The type is, in order: ``signature_type`` when given; the kfaas decorator; functions-framework's
-    registry; ``asgi`` for an ASGI application object (e.g. a FastAPI app); else ``http``.
+    The type is, in order: the kfaas decorator; functions-framework's decorators (its registry); then
+    ``signature_type`` (``--signature-type`` / ``FUNCTION_SIGNATURE_TYPE``); ``asgi`` for an ASGI application
+    object (e.g. a FastAPI app, also when ``http`` was asked for); else ``http``. A declared type wins over
+    the setting, as in functions-framework, since platforms set the variable for every function.
+    ``asgi`` is functions-framework's ``--asgi``: ``http`` functions take a Starlette request. ``threads``
+    run a Flask function's requests.
     """
+    from kfaas.runtime import ff
+
     if not target:
         raise LoadError("no function target: set FUNCTION_TARGET or pass --target")
+    if signature_type and signature_type not in BUILT_IN:
+        raise LoadError(f"signature type {signature_type!r} is not one of: {', '.join(BUILT_IN)}")
+    ff.install()
+    ff.forget(target)  # what the registry holds is what this module declares
+    handlers_before = len(ff.error_handlers())
     module = _load_module(Path(source))
     try:
         func = getattr(module, target)
@@ -194,19 +195,52 @@ def load_target(source: str | Path, target: str, signature_type: str = "") -> Ta
         raise LoadError(
             f"{source} has no attribute {target!r} (callables defined there: {', '.join(names) or 'none'})"
         ) from None
-    kind = (
-        signature_type
-        or getattr(func, _KIND_ATTR, None)
-        or _framework_kind(target)
-        or ("asgi" if _is_asgi_app(func) else "http")
-    )
-    if kind == "flask":
-        return Target(_flask_app(func), "asgi", target)
-    if kind == "asgi" and not _is_asgi_app(func):
-        raise LoadError(f"{target!r} is not an ASGI application (async __call__(scope, receive, send))")
-    if kind != "asgi" and not callable(func):
+    declared = getattr(func, _KIND_ATTR, None)
+    registered, by_aio, input_type = (None, False, None) if declared else ff.registered(target)
+    kind = declared or registered or signature_type or ("asgi" if _is_asgi_app(func) else "http")
+    if kind == "http" and not (declared or registered) and _is_asgi_app(func):
+        kind = "asgi"  # an application object is no function of a request, whatever the setting says
+    if kind == "asgi":
+        if not _is_asgi_app(func):
+            raise LoadError(f"{target!r} is not an ASGI application (async __call__(scope, receive, send))")
+        return Target(func, "asgi", target)
+    if not callable(func):
         raise LoadError(f"{target!r} in {source} is not callable")
-    return Target(func, kind, target)
+    if kind == "cloudevent" and _is_asgi_app(func):
+        raise LoadError(f"{target!r} is an ASGI application, not a CloudEvent function")
+    # functions-framework serves what its own decorators or the setting name through Flask, and applies
+    # its errorhandler registrations there; its aio decorators and --asgi mean Starlette
+    framework = bool(registered) or (not declared and ff.uses_functions_framework(module))
+    flask_mode = framework and not by_aio and not asgi
+    handlers = ff.error_handlers()[handlers_before:] if flask_mode else []
+    if kind == "typed":
+        return Target(
+            func, "typed", target, input_type=_input_type(func, input_type), error_handlers=handlers
+        )
+    if kind == "http":
+        coroutine = _is_coroutine(func) or _is_coroutine(getattr(func, "__wrapped__", None))
+        if flask_mode and not coroutine:
+            app = ff.flask_bridge(func, target, str(source), handlers, threads)
+            return Target(func, "http", target, request="flask", app=app)
+        return Target(func, "http", target)
+    return Target(func, kind, target, error_handlers=handlers)
+
+
+def _input_type(func: Any, registered: Any) -> Any:
+    """A typed function's input class: the one functions_framework.typed registered, else the annotation
+    of its first parameter; it must have ``from_dict``."""
+    input_type = registered
+    if input_type is None:
+        code = _code(func)
+        names = code.co_varnames[: code.co_argcount] if code is not None else ()
+        annotations = getattr(getattr(func, "__wrapped__", func), "__annotations__", {})
+        input_type = annotations.get(names[0]) if names else None
+    if input_type is None or not callable(getattr(input_type, "from_dict", None)):
+        raise LoadError(
+            "a typed function needs an input type with a from_dict method: decorate it with "
+            "@functions_framework.typed(InputType) or annotate its first parameter"
+        )
+    return input_type
 
 
 def plugin_loader(signature_type: str) -> Callable[[Any], Target] | None:
@@ -223,7 +257,4 @@ def plugin_loader(signature_type: str) -> Callable[[Any], Target] | None:
         loader: Callable[[Any], Target] = entry.load()
         return loader
     known = sorted({*BUILT_IN, *(e.name for e in entry_points(group=PLUGIN_GROUP))})
-    raise LoadError(
-        f"signature type {signature_type!r} is not one of: {', '.join(known)} (functions-framework's "
-        "'event' type is not supported)"
-    )
+    raise LoadError(f"signature type {signature_type!r} is not one of: {', '.join(known)}")
