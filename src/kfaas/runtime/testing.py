@@ -9,8 +9,9 @@ the same environment variables as defaults) and gives the ASGI app ``kfaas serve
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import json
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -99,16 +100,25 @@ class TestResponse:
 
 
 class TestClient:
-    """Requests to the app in this process, through its ASGI interface (Starlette's TestClient), with its
-    start-up and shutdown (the lifespan) around them. Use it as a context manager, or call ``close()``."""
+    """Requests to the app in this process, through its ASGI interface (httpx), on an event loop of its own
+    in a background thread, with the app's start-up before the first and its shutdown at ``close()``. Use
+    it as a context manager, or call ``close()``."""
 
     __test__ = False
 
     def __init__(self, app: App) -> None:
-        from starlette.testclient import TestClient as Starlette
+        import httpx
 
-        self._stack = contextlib.ExitStack()
-        self._client = self._stack.enter_context(Starlette(app, raise_server_exceptions=False))
+        self._app = app
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="kfaas-test-client", daemon=True)
+        self._thread.start()
+        self._run(app.function_app.startup())
+        self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://function")
+        self._closed = False
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def __enter__(self) -> TestClient:
         return self
@@ -117,7 +127,16 @@ class TestClient:
         self.close()
 
     def close(self) -> None:
-        self._stack.close()
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._run(self._client.aclose())
+            self._run(self._app.function_app.shutdown())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
 
     def open(
         self,
@@ -143,8 +162,8 @@ class TestClient:
         if isinstance(query_string, str):
             path = f"{path}?{query_string.lstrip('?')}" if query_string else path
             query_string = None
-        response = self._client.request(method, path, headers=fields, params=query_string, **body)
-        return TestResponse(response)
+        request = self._client.request(method, path, headers=fields, params=query_string, **body)
+        return TestResponse(self._run(request))
 
     def get(self, path: str = "/", **kwargs: Any) -> TestResponse:
         return self.open(path, "GET", **kwargs)

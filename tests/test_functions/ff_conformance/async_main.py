@@ -8,7 +8,7 @@ import json
 import os
 
 import functions_framework.aio
-from cloudevents.http import to_json
+from cloudevents.conversion import to_json
 
 
 def _write(content):

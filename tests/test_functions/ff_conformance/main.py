@@ -11,7 +11,7 @@ import os
 import time
 
 import functions_framework
-from cloudevents.http import to_json
+from cloudevents.conversion import to_json
 
 
 class Echo:
