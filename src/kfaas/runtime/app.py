@@ -37,6 +37,7 @@ from kfaas.runtime.context import Context, Invocation, invocation
 from kfaas.runtime.log import RequestLog
 from kfaas.runtime.targets import Target
 from kfaas.runtime.tasks import is_task_request, task_error, task_result
+from kfaas.runtime.workers import Workers
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -73,6 +74,7 @@ class FunctionApp:
         self._inner_lifespan: _Lifespan | None = None
         self._closed = False
         self._http_handler: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+        self.workers = Workers(settings.threads)  # synchronous event functions run here
         if target.signature_type == "asgi" and hasattr(target.func, "state"):
             target.func.state.kfaas = ctx  # Starlette / FastAPI: request.app.state.kfaas
 
@@ -427,7 +429,7 @@ class FunctionApp:
         if self.target.is_async:
             return await self.target.func(*args)
         # a sync function's thread cannot be stopped: only the wait for it ends with the invocation
-        return await asyncio.to_thread(self.target.func, *args)
+        return await self.workers.run(self.target.func, *args)
 
     def _reply(self, reply: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         from cloudevents.abstract import CloudEvent as AnyCloudEvent
@@ -469,11 +471,11 @@ class FunctionApp:
                 if self.target.signature_type == "typed":
                     from kfaas.runtime.typed import typed_handler
 
-                    self._http_handler = typed_handler(self.target, self.ctx, self._handled)
+                    self._http_handler = typed_handler(self.target, self.ctx, self._handled, self.workers)
                 else:
                     from kfaas.runtime.http import http_handler
 
-                    self._http_handler = http_handler(self.target, self.ctx)
+                    self._http_handler = http_handler(self.target, self.ctx, self.workers)
             handler = self._http_handler
         try:
             await handler(self._with_state(scope), receive, capture)
@@ -503,12 +505,6 @@ class FunctionApp:
                 return
 
     async def startup(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        # synchronous functions run in these threads (asyncio.to_thread), as many at once as there are
-        asyncio.get_running_loop().set_default_executor(
-            ThreadPoolExecutor(max_workers=self.ctx.settings.threads, thread_name_prefix="kfaas-function")
-        )
         await self.ctx.start()
         if self.target.on_start is not None:
             await self.target.on_start()
@@ -531,6 +527,7 @@ class FunctionApp:
             return
         self._closed = True
         self.request_log.flush()
+        self.workers.close()
         if self._inner_lifespan is not None:
             await self._inner_lifespan.shutdown()
         if self.target.on_stop is not None:

@@ -7,7 +7,6 @@ functions-framework's ASGI mode does: ``str``/``bytes`` → text, ``dict``/``lis
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -16,13 +15,14 @@ from kfaas.base.errors import ServiceUnavailable
 from kfaas.runtime.context import Context
 from kfaas.runtime.replies import failure
 from kfaas.runtime.targets import Target
+from kfaas.runtime.workers import Workers
 
 log = logging.getLogger("kfaas.serve")
 
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
 
-def http_handler(target: Target, ctx: Context) -> ASGIApp:
+def http_handler(target: Target, ctx: Context, workers: Workers) -> ASGIApp:
     from starlette.requests import Request
     from starlette.responses import JSONResponse, PlainTextResponse, Response
 
@@ -53,7 +53,7 @@ def http_handler(target: Target, ctx: Context) -> ASGIApp:
             if target.is_async:
                 result = await target.func(*args)
             else:
-                result = await asyncio.to_thread(target.func, *args)
+                result = await workers.run(target.func, *args)
             response = convert(result)
         except ServiceUnavailable as exc:
             log.warning("service unavailable: %s", exc)

@@ -10,7 +10,6 @@ Plain ASGI: no web framework is imported for these functions.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -21,6 +20,7 @@ from kfaas.base.errors import ServiceUnavailable
 from kfaas.runtime.context import Context
 from kfaas.runtime.replies import Answer, answer, failure
 from kfaas.runtime.targets import Target
+from kfaas.runtime.workers import Workers
 
 log = logging.getLogger("kfaas.serve")
 
@@ -30,7 +30,7 @@ ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 Handled = Callable[[Exception], Awaitable[Answer | None]]
 
 
-def typed_handler(target: Target, ctx: Context, handled: Handled) -> ASGIApp:
+def typed_handler(target: Target, ctx: Context, handled: Handled, workers: Workers) -> ASGIApp:
     input_type = target.input_type
     type_name = getattr(input_type, "__name__", str(input_type))
 
@@ -38,7 +38,7 @@ def typed_handler(target: Target, ctx: Context, handled: Handled) -> ASGIApp:
         args = (value, ctx) if target.wants_context else (value,)
         if target.is_async:
             return await target.func(*args)
-        return await asyncio.to_thread(target.func, *args)
+        return await workers.run(target.func, *args)
 
     def read(body: bytes) -> Any:
         """The input object; a 400 answer (a tuple) when the body is not JSON or from_dict refuses it."""
