@@ -17,7 +17,11 @@ Then the import-time profile of ``kfaas serve`` startup (``python -X importtime`
 Other processes' CPU use is sampled before and during every round and pass; ``--quiet 0.1`` waits for a quiet
 machine and redoes a measurement others disturbed. Per-request server CPU is reported beside req/s.
 
-Usage: .venv/bin/python bench/runtime.py [--quick] [--quiet 0.1] [--hello sync|async] [--only kfaas,...]
+``--hello ff`` measures the cold start of the functions in bench/hello_ff/, which ``import functions_framework``
+(a replying ``cloud_event``, an ``aio.cloud_event`` coroutine, a ``typed`` function), each under kfaas and
+functions-framework (``--asgi``; typed functions only run in its Flask mode), beside the plain hello.
+
+Usage: .venv/bin/python bench/runtime.py [--quick] [--quiet 0.1] [--hello sync|async|ff] [--only kfaas,...]
        [--compare VENV]   (also runs the kfaas of another venv, side by side: a before/after of a change)
 """
 
@@ -51,11 +55,39 @@ FUNC_PYTHON_VENV = ROOT / ".venv-func-python"
 LUA = BENCH / "binary-cloudevent.lua"
 HOST = "127.0.0.1"
 BODY = b'{"message":"hello"}'
-TARGETS = {  # (metric, baseline, comparison, bound)
-    "cold start vs ff-asgi": ("cold_ms", "ff-asgi", "<=", 0.5),
-    "cold start vs func-python": ("cold_ms", "func-python", "<=", 0.8),
-    "throughput vs ff-asgi": ("rps", "ff-asgi", ">=", 1.5),
-    "throughput vs func-python": ("rps", "func-python", ">=", 4.0),
+TARGETS = {  # (metric, row, baseline row, comparison, bound)
+    "cold start vs ff-asgi": ("cold_ms", "kfaas", "ff-asgi", "<=", 0.5),
+    "cold start vs func-python": ("cold_ms", "kfaas", "func-python", "<=", 0.8),
+    "throughput vs ff-asgi": ("rps", "kfaas", "ff-asgi", ">=", 1.5),
+    "throughput vs func-python": ("rps", "kfaas", "func-python", ">=", 4.0),
+}
+# --hello ff: functions that `import functions_framework` (bench/hello_ff/), each served by kfaas and by
+# functions-framework (--asgi, but typed functions, which only its Flask mode serves), beside the plain hello
+FF_SOURCES = {  # row suffix -> (file, ff runs it with --asgi)
+    "cloud_event": ("cloud_event.py", True),
+    "aio": ("aio.py", True),
+    "typed": ("typed.py", False),
+}
+FF_TARGETS = {
+    "plain hello": ("cold_ms", "kfaas", "ff-asgi", "<=", 0.5),
+    "import functions_framework, cloud_event": (
+        "cold_ms",
+        "kfaas:cloud_event",
+        "ff-asgi:cloud_event",
+        "<=",
+        0.5,
+    ),
+    "import functions_framework, aio": ("cold_ms", "kfaas:aio", "ff-asgi:aio", "<=", 0.5),
+    # functions-framework --asgi refuses typed functions ("ASGI server does not support typed events"): the
+    # typed function against --asgi serving its cloud_event, and against its Flask mode serving the same one
+    "import functions_framework, typed (vs --asgi)": (
+        "cold_ms",
+        "kfaas:typed",
+        "ff-asgi:cloud_event",
+        "<=",
+        0.5,
+    ),
+    "import functions_framework, typed (vs Flask mode)": ("cold_ms", "kfaas:typed", "ff:typed", "<=", 0.5),
 }
 # Settings that would make a runtime connect to services at startup: the hello function has none.
 SCRUBBED_ENV = ("MONGODB_URL", "AMQP_URL", "K_SINK", "PORT", "HOST", "LISTEN_ADDRESS", "WORKERS")
@@ -129,6 +161,27 @@ def runtimes(hello: str = "hello") -> list[Runtime]:
     )
     if not fp_python.exists():
         fp.missing = f"{FUNC_PYTHON_VENV.name} missing: run `bash bench/setup.sh`"
+    if hello == "ff":  # the plain hello as the reference, then each functions-framework function
+        kfaas_plain, ff_plain = runtimes("hello")[:2]
+        rows = [kfaas_plain, ff_plain]
+        for kind, (name, asgi) in FF_SOURCES.items():
+            path = str(BENCH / "hello_ff" / name)
+            rows.append(
+                Runtime(
+                    f"kfaas:{kind}",
+                    [str(BIN / "kfaas"), "serve", "--source", path, "--target", "hello",
+                     "--host", HOST, "--port", "{port}"],
+                    missing=kfaas.missing,
+                )
+            )  # fmt: skip
+            rows.append(
+                Runtime(
+                    f"{'ff-asgi' if asgi else 'ff'}:{kind}",
+                    [str(BIN / "functions-framework"), "--target", "hello", "--source", path,
+                     *(["--asgi"] if asgi else []), "--host", HOST, "--port", "{port}"],
+                )
+            )  # fmt: skip
+        return rows
     bare = Runtime("granian-bare", [sys.executable, str(BENCH / "hello" / "bare_asgi.py"), "{port}"])
     uvicorn = Runtime(
         "uvicorn-bare",
@@ -589,11 +642,11 @@ def versions() -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- report
 
 
-def ratios(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def ratios(results: dict[str, dict[str, Any]], targets: dict[str, Any] = TARGETS) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for label, (metric, baseline, op, bound) in TARGETS.items():
-        mine, theirs = results.get("kfaas", {}).get(metric), results.get(baseline, {}).get(metric)
-        row: dict[str, Any] = {"target": label, "rule": f"kfaas {op} {bound}x {baseline}", "ratio": None}
+    for label, (metric, name, baseline, op, bound) in targets.items():
+        mine, theirs = results.get(name, {}).get(metric), results.get(baseline, {}).get(metric)
+        row: dict[str, Any] = {"target": label, "rule": f"{name} {op} {bound}x {baseline}", "ratio": None}
         if mine is None or theirs is None:
             row["verdict"] = "N/A (not measured)"
         else:
@@ -601,7 +654,7 @@ def ratios(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             met = row["ratio"] <= bound if op == "<=" else row["ratio"] >= bound
             row["verdict"] = "MET" if met else "NOT MET"
         if metric == "rps":  # the same comparison per CPU-second of the server (informative, not the target)
-            mine_cpu = results.get("kfaas", {}).get("cpu_us_per_request")
+            mine_cpu = results.get(name, {}).get("cpu_us_per_request")
             theirs_cpu = results.get(baseline, {}).get("cpu_us_per_request")
             if mine_cpu and theirs_cpu and mine is not None and theirs is not None:
                 row["ratio_per_cpu"] = theirs_cpu / mine_cpu
@@ -625,10 +678,13 @@ def main() -> int:
     parser.add_argument("--passes", type=int, help="interleaved wrk passes per runtime (default 3, quick 1)")
     parser.add_argument(
         "--hello",
-        choices=["sync", "async"],
+        choices=["sync", "async", "ff"],
         default="sync",
-        help="kfaas and ff-asgi serve `hello` (sync, run in a worker thread) or `hello_async` (a coroutine)",
+        help="kfaas and ff-asgi serve `hello` (sync, run in a worker thread) or `hello_async` (a coroutine); "
+        "ff: the functions of bench/hello_ff/ that import functions_framework, cold start only "
+        "(--throughput adds wrk), each against functions-framework, beside the plain hello",
     )
+    parser.add_argument("--throughput", action="store_true", help="with --hello ff: measure throughput too")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument(
         "--threads", type=int, default=1, help="wrk threads (1 leaves the other core to the server)"
@@ -674,7 +730,9 @@ def main() -> int:
     print(f"python {info['python']}, {info['wrk']}")
     print(f"main venv: {info['main_venv']}\nfunc-python venv: {info['func_python_venv']}")
 
-    rts = runtimes("hello" if args.hello == "sync" else "hello_async")
+    rts = runtimes({"sync": "hello", "async": "hello_async", "ff": "ff"}[args.hello])
+    targets = FF_TARGETS if args.hello == "ff" else TARGETS
+    measure_throughput = args.hello != "ff" or args.throughput
     if args.compare:
         other = args.compare.resolve() / "bin" / "kfaas"
         compare = Runtime("kfaas-compare", [str(other), *rts[0].argv[1:]])
@@ -697,12 +755,13 @@ def main() -> int:
     quiet = Quiet(args.quiet, args.quiet_wait)
     cold = cold_starts(ready, rounds, quiet)
 
-    print(
-        f"\n(b) warm throughput: wrk -t{args.threads} -c{args.connections}, {warmup:g} s warm-up + {duration:g} s,"
-        f" {passes} interleaved pass(es), median reported"
-    )
+    if measure_throughput:
+        print(
+            f"\n(b) warm throughput: wrk -t{args.threads} -c{args.connections}, {warmup:g} s warm-up + {duration:g} s,"
+            f" {passes} interleaved pass(es), median reported"
+        )
     runs: dict[str, list[dict[str, Any]]] = {rt.name: [] for rt in ready}
-    for p in range(1, passes + 1):
+    for p in range(1, passes + 1 if measure_throughput else 1):
         for rt in ready:
             for attempt in (1, 2):  # one redo when others took the CPU during the pass (with --quiet)
                 if runs[rt.name] and "error" in runs[rt.name][-1]:
@@ -726,7 +785,7 @@ def main() -> int:
                     continue
                 runs[rt.name].append(w)
                 break
-    warm = {name: summarise(r) for name, r in runs.items()}
+    warm = {name: summarise(r) for name, r in runs.items() if r}
 
     results: dict[str, dict[str, Any]] = {}
     for rt in rts:
@@ -740,7 +799,7 @@ def main() -> int:
         }
 
     print(
-        f"\n{'runtime':<12} {'cold median':>12} {'min':>8} {'max':>8} {'port open':>10} {'req/s':>10} {'p99 ms':>8} {'CPU':>5} {'CPU us/req':>10} {'status':>6}  valid"
+        f"\n{'runtime':<18} {'cold median':>12} {'min':>8} {'max':>8} {'port open':>10} {'req/s':>10} {'p99 ms':>8} {'CPU':>5} {'CPU us/req':>10} {'status':>6}  valid"
     )
     for name, r in results.items():
         c, w = r["cold_start"], r["throughput"]
@@ -755,21 +814,22 @@ def main() -> int:
             )
         else:
             warm_cols = f"{'-':>10} {'-':>8} {'-':>5} {'-':>10} {'-':>6}  {(w.get('error') or '').splitlines()[0] if w.get('error') else ''}"
-        print(f"{name:<12} {cold_cols} {warm_cols}")
+        print(f"{name:<18} {cold_cols} {warm_cols}")
 
     busiest = max(quiet.log, default=0.0)
     print(f"\nother processes used up to {busiest:.0%} of the CPU before a measurement", end="")
     print(" -- numbers taken on a busy machine are not final" if busiest > 0.25 else "")
 
-    verdicts = ratios(results)
+    verdicts = ratios(results, targets)
     print("\ntargets")
     for v in verdicts:
         ratio = f"{v['ratio']:.2f}x" if v["ratio"] is not None else "-"
         per_cpu = f"  (per server CPU-second: {v['ratio_per_cpu']:.2f}x)" if "ratio_per_cpu" in v else ""
-        print(f"  {v['target']:<27} {v['rule']:<30} measured {ratio:>7}  {v['verdict']}{per_cpu}")
+        print(f"  {v['target']:<48} {v['rule']:<44} measured {ratio:>7}  {v['verdict']}{per_cpu}")
 
     profile: dict[str, Any] = {}
-    kfaas = next((rt for rt in ready if rt.name == "kfaas"), None)
+    profiled = "kfaas:cloud_event" if args.hello == "ff" else "kfaas"
+    kfaas = next((rt for rt in ready if rt.name == profiled), None)
     if kfaas is not None:
         try:
             profile = import_profile(kfaas)
@@ -779,7 +839,7 @@ def main() -> int:
             print(f"\nimport-time profile FAILED: {profile['error']}")
         else:
             print(
-                f"\nimport-time profile of `kfaas serve` startup: {profile['modules']} modules, "
+                f"\nimport-time profile of `{profiled}` startup: {profile['modules']} modules, "
                 f"{profile['total_import_ms']:.1f} ms importing (first 2xx at "
                 f"{profile['first_2xx_ms_under_importtime']:.1f} ms under -X importtime; median of runs "
                 + ", ".join(f"{t:.1f}" for t in profile["total_import_ms_runs"])
