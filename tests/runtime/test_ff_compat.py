@@ -210,3 +210,25 @@ def test_create_app_gives_a_flask_style_test_client(tmp_path: Path, monkeypatch:
         )
         assert response.status_code == 204
         assert json.loads(output.read_text())["data"] == {"a": 1}
+
+
+def test_a_signature_type_another_package_provides_is_taken_from_the_flag() -> None:
+    # kfaas.aws registers `lambda` (entry point group kfaas.signature_types); the flag reaches it as the
+    # variable does, beside the types the runtime knows
+    done = subprocess.run(
+        [sys.executable, "-m", "kfaas", "serve", "--source", str(SAMPLES / "lambda_py" / "app.py"),
+         "--signature-type", "lambda", "--dry-run"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("would serve lambda_py (lambda) from ")
+
+
+def test_an_unknown_signature_type_is_refused_naming_every_known_one() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "kfaas", "serve", "--source", str(SAMPLES / "ff_conformance" / "main.py"),
+         "--target", "write_http", "--signature-type", "background", "--dry-run"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "'background' is not one of: asgi, cloudevent, event, http, lambda, typed" in done.stderr

@@ -37,7 +37,8 @@ def test_flags_win_over_the_environment() -> None:
         ({"SMTP_STARTTLS": "maybe"}, "SMTP_STARTTLS='maybe' is not a valid bool"),
         (
             {"FUNCTION_SIGNATURE_TYPE": "background"},
-            "FUNCTION_SIGNATURE_TYPE='background' is not one of: http, cloudevent, event, typed, asgi",
+            "FUNCTION_SIGNATURE_TYPE='background': signature type 'background' is not one of: "
+            "asgi, cloudevent, event, http, lambda, typed",
         ),
     ],
 )

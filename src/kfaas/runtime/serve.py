@@ -24,9 +24,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", help="Python file that defines it (FUNCTION_SOURCE, default main.py)")
     parser.add_argument(
         "--signature-type",
-        choices=["http", "cloudevent", "event", "typed", "asgi"],
         help="http, cloudevent, event (legacy background functions), typed or asgi, for a function no "
-        "decorator declares (FUNCTION_SIGNATURE_TYPE; a decorator wins; default: http)",
+        "decorator declares (FUNCTION_SIGNATURE_TYPE; a decorator wins; default: http); a type an installed "
+        "package provides, such as lambda",
     )
     parser.add_argument("--host", help="address to listen on (HOST, default 0.0.0.0)")
     parser.add_argument("--port", type=int, help="port to listen on (PORT, default 8080)")
