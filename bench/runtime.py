@@ -19,7 +19,8 @@ machine and redoes a measurement others disturbed. Per-request server CPU is rep
 
 ``--hello ff`` measures the cold start of the functions in bench/hello_ff/, which ``import functions_framework``
 (a replying ``cloud_event``, an ``aio.cloud_event`` coroutine, a ``typed`` function), each under kfaas and
-functions-framework (``--asgi``; typed functions only run in its Flask mode), beside the plain hello.
+functions-framework (``--asgi``; typed functions only run in its Flask mode), beside the plain hello;
+``--throughput`` adds wrk on the plain hello (kfaas, ff-asgi, func-python) in the same run.
 
 Usage: .venv/bin/python bench/runtime.py [--quick] [--quiet 0.1] [--hello sync|async|ff] [--only kfaas,...]
        [--compare VENV]   (also runs the kfaas of another venv, side by side: a before/after of a change)
@@ -89,6 +90,8 @@ FF_TARGETS = {
     ),
     "import functions_framework, typed (vs Flask mode)": ("cold_ms", "kfaas:typed", "ff:typed", "<=", 0.5),
 }
+# --hello ff --throughput: wrk on the plain hello only (kfaas, ff-asgi, func-python), the runtime's targets
+FF_THROUGHPUT_TARGETS = {k: v for k, v in TARGETS.items() if v[0] == "rps"}
 # Settings that would make a runtime connect to services at startup: the hello function has none.
 SCRUBBED_ENV = ("MONGODB_URL", "AMQP_URL", "K_SINK", "PORT", "HOST", "LISTEN_ADDRESS", "WORKERS")
 SCRUBBED_PREFIXES = ("FUNCTION_", "KFAAS_", "SMTP_", "PYTHONDONTWRITEBYTECODE", "PYTHONPROFILEIMPORTTIME")
@@ -162,8 +165,7 @@ def runtimes(hello: str = "hello") -> list[Runtime]:
     if not fp_python.exists():
         fp.missing = f"{FUNC_PYTHON_VENV.name} missing: run `bash bench/setup.sh`"
     if hello == "ff":  # the plain hello as the reference, then each functions-framework function
-        kfaas_plain, ff_plain = runtimes("hello")[:2]
-        rows = [kfaas_plain, ff_plain]
+        rows = runtimes("hello")[:3]  # kfaas, ff-asgi, func-python on the plain hello
         for kind, (name, asgi) in FF_SOURCES.items():
             path = str(BENCH / "hello_ff" / name)
             rows.append(
@@ -682,9 +684,11 @@ def main() -> int:
         default="sync",
         help="kfaas and ff-asgi serve `hello` (sync, run in a worker thread) or `hello_async` (a coroutine); "
         "ff: the functions of bench/hello_ff/ that import functions_framework, cold start only "
-        "(--throughput adds wrk), each against functions-framework, beside the plain hello",
+        "(--throughput adds wrk on the plain hello), each against functions-framework, beside the plain hello",
     )
-    parser.add_argument("--throughput", action="store_true", help="with --hello ff: measure throughput too")
+    parser.add_argument(
+        "--throughput", action="store_true", help="with --hello ff: wrk on the plain hello too"
+    )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument(
         "--threads", type=int, default=1, help="wrk threads (1 leaves the other core to the server)"
@@ -733,6 +737,8 @@ def main() -> int:
     rts = runtimes({"sync": "hello", "async": "hello_async", "ff": "ff"}[args.hello])
     targets = FF_TARGETS if args.hello == "ff" else TARGETS
     measure_throughput = args.hello != "ff" or args.throughput
+    if args.hello == "ff" and args.throughput:
+        targets = {**FF_TARGETS, **FF_THROUGHPUT_TARGETS}
     if args.compare:
         other = args.compare.resolve() / "bin" / "kfaas"
         compare = Runtime("kfaas-compare", [str(other), *rts[0].argv[1:]])
@@ -761,8 +767,10 @@ def main() -> int:
             f" {passes} interleaved pass(es), median reported"
         )
     runs: dict[str, list[dict[str, Any]]] = {rt.name: [] for rt in ready}
+    # --hello ff: the functions-framework functions are measured for their cold start, wrk runs the plain hello
+    loaded = [rt for rt in ready if args.hello != "ff" or ":" not in rt.name]
     for p in range(1, passes + 1 if measure_throughput else 1):
-        for rt in ready:
+        for rt in loaded:
             for attempt in (1, 2):  # one redo when others took the CPU during the pass (with --quiet)
                 if runs[rt.name] and "error" in runs[rt.name][-1]:
                     break
