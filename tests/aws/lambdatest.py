@@ -3,22 +3,18 @@ private copy of a functions folder, against the real RabbitMQ and MongoDB-wire s
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
-import sys
-import threading
-import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from devprocess import DevProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 GO_EXAMPLE = ROOT / "examples" / "aws-lambda-go"
@@ -73,25 +69,24 @@ def edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-class LambdaDev:
+class LambdaDev(DevProcess):
     """``kfaas dev`` on a private copy of a functions folder; the output is kept for waits and messages."""
 
+    start_args = ("--no-mail-sink",)
+    tail = 80
+    strict_stop = False
+    ready_timeout = 90.0
+
     def __init__(self, tmp: Path, source: Path, mongodb_url: str, amqp_url: str) -> None:
+        super().__init__(tmp / "functions", free_port(), free_port())
         self.run_id = uuid.uuid4().hex[:10]
-        self.functions = tmp / "functions"
         shutil.copytree(source, self.functions, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         self.namespace = f"lt-{self.run_id}"
         self.database = f"kfaas_lt_{self.run_id}"
         self.mongodb_url = mongodb_url  # what the functions get (a test may put a proxy in between)
         self.cleanup_url = mongodb_url
         self.amqp_url = amqp_url
-        self.port = free_port()
-        self.broker_port = free_port()
         self.extra_env: dict[str, str] = {}
-        self.lines: list[str] = []
-        self._lock = threading.Lock()
-        self.process: subprocess.Popen[bytes] | None = None
-        self._reader: threading.Thread | None = None
         self.queues: list[str] = []
 
     def rename_queues(self) -> dict[str, str]:
@@ -110,10 +105,6 @@ class LambdaDev:
         self.queues = list(renamed.values())
         return renamed
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def env(self) -> dict[str, str]:
         env = {
             k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "MONGODB_", "AMQP_", "KFAAS_"))
@@ -127,82 +118,6 @@ class LambdaDev:
             **self.extra_env,
         )
         return env
-
-    async def start(self, *extra: str, timeout: float = 90.0) -> None:
-        argv = [sys.executable, "-m", "kfaas", "dev", "--functions", str(self.functions)]
-        argv += ["--port", str(self.port), "--broker-port", str(self.broker_port), "--no-mail-sink", *extra]
-        self.process = subprocess.Popen(  # noqa: ASYNC220 - a long-lived child whose output a thread reads
-            argv, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.functions.parent
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        await self.wait_until(lambda: self.count("kfaas dev: ready") > 0, timeout, "kfaas dev: ready")
-
-    def _read(self) -> None:
-        assert self.process is not None
-        assert self.process.stdout is not None
-        for raw in self.process.stdout:
-            with self._lock:
-                self.lines.append(raw.decode(errors="replace").rstrip())
-
-    def output(self, last: int = 80) -> str:
-        with self._lock:
-            return "\n".join(self.lines[-last:])
-
-    def count(self, *needles: str) -> int:
-        with self._lock:
-            return sum(1 for line in self.lines if all(n in line for n in needles))
-
-    async def wait_until(self, check: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            if self.process is not None and self.process.poll() is not None:
-                pytest.fail(
-                    f"kfaas dev exited ({self.process.returncode}) waiting for {what}:\n{self.output()}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(f"no {what} within {timeout:g}s; kfaas dev said:\n{self.output()}")
-            await asyncio.sleep(0.1)
-
-    async def eventually(self, probe: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            result = await probe()
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"{what}: not within {timeout:g}s (last: {result!r}); kfaas dev said:\n{self.output()}"
-                )
-            await asyncio.sleep(0.2)
-
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.process is None:
-            return 0
-        try:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGINT)
-                try:
-                    self.process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
-            return self.process.returncode
-        finally:
-            if self._reader is not None:
-                self._reader.join(10)
-            if self.process.stdout is not None:
-                self.process.stdout.close()
-
-    def dlq(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "kfaas", "dlq", "--functions", str(self.functions), *args],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
 
     async def cleanup(self) -> None:
         """Drop the run's database, its RabbitMQ names and its queues."""

@@ -8,22 +8,16 @@ and a failure message ends with the tail of kfaas dev's output.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import threading
-import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+from devprocess import DevProcess
 
 from kfaas.dev.smtp import MailSink, free_port
 
@@ -40,12 +34,12 @@ def fast_delivery(retry: int, delay: str = "PT0.2S") -> dict[str, Any]:
     return {"retry": retry, "backoffPolicy": "exponential", "backoffDelay": delay, "timeout": "PT5S"}
 
 
-class DevRun:
+class DevRun(DevProcess):
     """One ``kfaas dev`` process on a private copy of the app; its output is kept for waits and messages."""
 
     def __init__(self, tmp: Path, mongodb_url: str, amqp_url: str, sink: MailSink) -> None:
+        super().__init__(tmp / "functions", free_port(), free_port())
         self.run_id = uuid.uuid4().hex[:10]
-        self.functions = tmp / "functions"
         self.namespace = f"st-{self.run_id}"
         self.queue = f"orders-{self.run_id}"
         self.stream = f"order-events-{self.run_id}"
@@ -53,13 +47,7 @@ class DevRun:
         self.mongodb_url = mongodb_url
         self.amqp_url = amqp_url
         self.sink = sink
-        self.port = free_port()
-        self.broker_port = free_port()
-        self.lines: list[str] = []
         self.use_test_sink = True  # SMTP_HOST = the test's sink; False: kfaas dev runs its own
-        self._lock = threading.Lock()
-        self.process: subprocess.Popen[bytes] | None = None
-        self._reader: threading.Thread | None = None
         shutil.copytree(
             ROOT / "functions", self.functions, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
         )
@@ -84,10 +72,6 @@ class DevRun:
         """Change a function's description in this run's copy (before :meth:`start`)."""
         _edit(self.functions / function / "function.yaml", change)
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def env(self) -> dict[str, str]:
         env = {
             k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "MONGODB_", "AMQP_", "KFAAS_"))
@@ -103,109 +87,12 @@ class DevRun:
             env.update(SMTP_HOST=self.sink.host, SMTP_PORT=str(self.sink.port))
         return env
 
-    async def start(self, *extra: str, timeout: float = 60.0) -> None:
-        argv = [sys.executable, "-m", "kfaas", "dev", "--functions", str(self.functions)]
-        argv += ["--port", str(self.port), "--broker-port", str(self.broker_port), *extra]
-        self.process = subprocess.Popen(  # noqa: ASYNC220 - a long-lived child whose output a thread reads
-            argv, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.functions.parent
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        await self.wait_for_line("kfaas dev: ready", timeout)
-
-    def _read(self) -> None:
-        assert self.process is not None
-        assert self.process.stdout is not None
-        for raw in self.process.stdout:
-            with self._lock:
-                self.lines.append(raw.decode(errors="replace").rstrip())
-
-    def output(self, last: int = 60) -> str:
-        with self._lock:
-            return "\n".join(self.lines[-last:])
-
-    def count(self, *needles: str) -> int:
-        with self._lock:
-            return sum(1 for line in self.lines if all(n in line for n in needles))
-
-    async def wait_for_line(self, needle: str, timeout: float, count: int = 1) -> None:
-        await self.wait_until(
-            lambda: self.count(needle) >= count, timeout, f"{count} line(s) with {needle!r}"
-        )
-
-    async def wait_until(self, check: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            if self.process is not None and self.process.poll() is not None:
-                pytest.fail(
-                    f"kfaas dev exited ({self.process.returncode}) waiting for {what}:\n{self.output()}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(f"no {what} within {timeout:g}s; kfaas dev said:\n{self.output()}")
-            await asyncio.sleep(0.1)
-
-    async def eventually(self, probe: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
-        """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            result = await probe()
-            if result:
-                return result
-            if self.process is not None and self.process.poll() is not None:
-                pytest.fail(
-                    f"kfaas dev exited ({self.process.returncode}) waiting for {what}:\n{self.output()}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"{what}: not within {timeout:g}s (last: {result!r}); kfaas dev said:\n{self.output()}"
-                )
-            await asyncio.sleep(0.2)
-
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.process is None:
-            return 0
-        try:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGINT)
-                try:
-                    self.process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
-                    pytest.fail(f"kfaas dev did not stop within {timeout:g}s after SIGINT:\n{self.output()}")
-            return self.process.returncode
-        finally:
-            if self._reader is not None:
-                self._reader.join(10)
-            if self.process.stdout is not None:
-                self.process.stdout.close()
-
     def stream_status(self) -> dict[str, Any]:
         """``kfaas stream status --json`` of the run's one stream source."""
-        argv = [
-            sys.executable,
-            "-m",
-            "kfaas",
-            "stream",
-            "--functions",
-            str(self.functions),
-            "status",
-            "--json",
-        ]
-        proc = subprocess.run(argv, env=self.env(), capture_output=True, text=True, timeout=60, check=False)
+        proc = self.kfaas("stream", "status", "--json")
         assert proc.returncode == 0, proc.stderr
         (row,) = json.loads(proc.stdout)
         return dict(row)
-
-    def dlq(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "kfaas", "dlq", "--functions", str(self.functions), *args],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
 
 
 async def delete_rabbitmq_names(amqp_url: str, run: DevRun) -> None:
