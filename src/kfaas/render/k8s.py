@@ -459,37 +459,17 @@ def _engine(app: AppSpec) -> list[dict[str, Any]]:
                 "spec": {
                     "automountServiceAccountToken": False,
                     "terminationGracePeriodSeconds": 30,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 10001,
-                        "runAsGroup": 10001,
-                        "fsGroup": 10001,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": _restricted_pod(10001),
                     "containers": [container],
                     "volumes": [
                         {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
-                        {
-                            "name": "mongodb",
-                            "secret": {
-                                "secretName": _mongodb_secret(app.engine),
-                                "items": [{"key": "MONGODB_URL", "path": "MONGODB_URL"}],
-                            },
-                        },
+                        _secret_volume("mongodb", _mongodb_secret(app.engine), "MONGODB_URL"),
                     ],
                 },
             },
         },
     }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _meta(name, "saga"),
-        "spec": {
-            "selector": {"app.kubernetes.io/name": name},
-            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
-        },
-    }
+    service = _http_service(name, "saga")
     return [deployment, service]
 
 
@@ -620,13 +600,7 @@ def _bucket_source(fn: FunctionSpec, source: BucketSource) -> list[dict[str, Any
                     "containers": [container],
                     "volumes": [
                         {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
-                        {
-                            "name": "rabbitmq",
-                            "secret": {
-                                "secretName": RABBITMQ_SECRET,
-                                "items": [{"key": "AMQP_URL", "path": "AMQP_URL"}],
-                            },
-                        },
+                        _secret_volume("rabbitmq", RABBITMQ_SECRET, "AMQP_URL"),
                     ],
                 },
             },
@@ -699,44 +673,18 @@ def _stream_source(consumer: FunctionSpec, fn: FunctionSpec, source: StreamSourc
                 "spec": {
                     "automountServiceAccountToken": False,
                     "terminationGracePeriodSeconds": fn.timeout + 10,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 10001,
-                        "runAsGroup": 10001,
-                        "fsGroup": 10001,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": _restricted_pod(10001),
                     "containers": [container],
                     "volumes": [
                         {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
-                        {
-                            "name": "mongodb",
-                            "secret": {
-                                "secretName": _mongodb_secret(consumer),
-                                "items": [{"key": "MONGODB_URL", "path": "MONGODB_URL"}],
-                            },
-                        },
-                        {
-                            "name": "rabbitmq",
-                            "secret": {
-                                "secretName": RABBITMQ_SECRET,
-                                "items": [{"key": "AMQP_URL", "path": "AMQP_URL"}],
-                            },
-                        },
+                        _secret_volume("mongodb", _mongodb_secret(consumer), "MONGODB_URL"),
+                        _secret_volume("rabbitmq", RABBITMQ_SECRET, "AMQP_URL"),
                     ],
                 },
             },
         },
     }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _meta(name, "stream-source"),
-        "spec": {
-            "selector": {"app.kubernetes.io/name": name},
-            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
-        },
-    }
+    service = _http_service(name, "stream-source")
     return [deployment, service]
 
 
@@ -767,6 +715,24 @@ def _sources(app: AppSpec) -> list[dict[str, Any]]:
             }
         )
     return docs
+
+
+def _secret_volume(volume: str, secret: str, key: str) -> dict[str, Any]:
+    """A volume of one key of a Secret, as a file named after the key (URLs with passwords are read so)."""
+    return {"name": volume, "secret": {"secretName": secret, "items": [{"key": key, "path": key}]}}
+
+
+def _http_service(name: str, component: str) -> dict[str, Any]:
+    """The cluster Service in front of a platform Deployment's ``http`` port."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name, component),
+        "spec": {
+            "selector": {"app.kubernetes.io/name": name},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+    }
 
 
 def _restricted_pod(uid: int) -> dict[str, Any]:
