@@ -419,3 +419,27 @@ async def test_a_stream_declared_with_another_retention_is_used_as_it_is(env: En
     await env.start(env.consumer(target, maxAge="P1D"))
     events = await target.wait_for(3)
     assert [e.data["seq"] for e in events] == [0, 1, 2]
+
+
+async def test_the_consumer_outlives_a_rabbitmq_outage(env: Env, rabbitmq_ctl: Any) -> None:
+    """RabbitMQ stopped under a connected consumer (its channels then raise ChannelInvalidStateError, which is
+    no AMQPError): it reconnects from its checkpoint, and the records appended after the outage arrive once."""
+    target = await env.function()
+    consumer = env.consumer(target)
+    task = await env.start(consumer)
+    channel = await env.channel()
+    await append(channel, env.stream, [record("k", seq) for seq in range(10)])
+    await target.wait_for(10)
+    if env.connection is not None:  # the test's own connection goes with the outage
+        await env.connection.close()
+        env.connection = None
+    await rabbitmq_ctl.stop_app()
+    await asyncio.sleep(2.0)
+    assert not task.done(), task.exception() if task.done() else None
+    await rabbitmq_ctl.start_app()
+    channel = await env.channel()
+    await append(channel, env.stream, [record("k", seq) for seq in range(10, 20)])
+    events = await target.wait_for(20, timeout=90)
+    await asyncio.sleep(0.5)  # anything delivered twice would arrive now
+    assert not task.done(), task.exception() if task.done() else None
+    assert [e.data["seq"] for e in events] == list(range(20))

@@ -38,6 +38,7 @@ FUNCTIONS = [
     "get-user",
     "notify-email",
     "order-analytics",
+    "order-audit",
     "place-order",
     "process-order",
     "process-payment",
@@ -209,6 +210,22 @@ class Case:
         totals = await self.db.order_totals_by_user.find_one({"_id": "u-ct-3"})
         assert totals is not None
         assert (totals["orders"], totals["totalCents"]) == (1, 2500)
+
+    async def order_audit(self, http: httpx.AsyncClient) -> None:
+        # a stream record as its stream source delivers it: the offset and the partition key as extensions
+        offset = str(uuid.uuid4().int % 10**9)
+        headers, body = binary_event(
+            "com.kfaas.order.placed",
+            order(),
+            streamoffset=offset,
+            partitionkey="o-ct-4",
+            subject="o-ct-4",
+        )
+        r = await http.post("/", headers=headers, content=body)
+        assert r.status_code in (200, 204), r.text
+        entry = await self.db.order_audit.find_one({"_id": int(offset)})
+        assert entry is not None
+        assert (entry["orderId"], entry["type"]) == ("o-ct-4", "com.kfaas.order.placed")
 
     async def daily_report(self, http: httpx.AsyncClient) -> None:
         fired = datetime.now(UTC).replace(microsecond=0)

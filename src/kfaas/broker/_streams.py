@@ -73,6 +73,15 @@ __all__ = [
 
 log = logging.getLogger("kfaas.broker.streams")
 
+# What RabbitMQ going away raises: aiormq's protocol errors, and ChannelInvalidStateError (a RuntimeError,
+# not an AMQPError) for a channel used after its connection closed.
+_CONNECTION_LOST = (
+    aio_pika.exceptions.AMQPError,
+    aio_pika.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+    OSError,
+)
+
 STREAM_RECORD_TYPE = "dev.kfaas.stream.record"  # a record that is not a CloudEvent
 OFFSET_EXTENSION = "streamoffset"
 STREAM_EXTENSION = "streamname"
@@ -317,7 +326,7 @@ class StreamConsumer:
             while True:
                 try:
                     await self._session()
-                except (aio_pika.exceptions.AMQPError, ConnectionError, OSError) as exc:
+                except _CONNECTION_LOST as exc:
                     log.warning(
                         "stream %s: RabbitMQ connection lost (%r); again in %.1fs", self.name, exc, pause
                     )
@@ -403,15 +412,12 @@ class StreamConsumer:
                 await ready.put(batch)  # an empty batch: the stream was idle for a while
 
         collector = asyncio.create_task(collect(last), name=f"stream {self.name} batches")
+        # a consumer waiting for records learns of RabbitMQ going away only from its channel closing
+        closing = asyncio.ensure_future(channel.closed())
         looked = time.monotonic()
         try:
             while True:
-                getting = asyncio.ensure_future(ready.get())
-                await asyncio.wait([getting, collector], return_when=asyncio.FIRST_COMPLETED)
-                if not getting.done():
-                    getting.cancel()
-                    collector.result()  # raises what stopped it
-                batch = getting.result()
+                batch = await self._next_batch(ready, collector, closing)
                 if batch:
                     await self._process(batch)
                     last = batch[-1].offset
@@ -427,11 +433,28 @@ class StreamConsumer:
                         raise _Restart
         finally:
             collector.cancel()
-            await asyncio.gather(collector, return_exceptions=True)
+            closing.cancel()
+            await asyncio.gather(collector, closing, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(queue.cancel(tag), 2.0)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(channel.close(), 2.0)
+
+    async def _next_batch(
+        self,
+        ready: asyncio.Queue[list[Record]],
+        collector: asyncio.Task[None],
+        closing: asyncio.Future[Any],
+    ) -> list[Record]:
+        """The batch the collector made, or what stopped it; ConnectionError when the channel closed."""
+        getting = asyncio.ensure_future(ready.get())
+        await asyncio.wait([getting, collector, closing], return_when=asyncio.FIRST_COMPLETED)
+        if not getting.done():
+            getting.cancel()
+            if closing.done():
+                raise ConnectionError(f"RabbitMQ closed the channel of stream {self.source.stream}")
+            collector.result()  # raises what stopped it
+        return getting.result()
 
     async def _replayed(self, epoch: int) -> bool:
         latest = await self.checkpoints.latest(self.id)
@@ -658,7 +681,7 @@ class StreamConsumer:
             return
         try:
             await append(channel, self.source.stream, events)
-        except (aio_pika.exceptions.AMQPError, ConnectionError, OSError) as exc:
+        except _CONNECTION_LOST as exc:
             await _answer(send, 503, {"error": f"not appended: {exc!r}"})
             return
         await _answer(send, 202, {"appended": len(events), "stream": self.source.stream})
