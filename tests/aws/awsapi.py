@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-from lambdatest import CACHE, LambdaDev, free_port
+from lambdatest import CACHE, LambdaDev, free_port, go_build, go_version
 
 ROOT = Path(__file__).resolve().parents[2]
 WATCH = ROOT / "tests" / "test_functions" / "lambda_watch"
@@ -89,24 +87,5 @@ def go_awscall(require_tool: Any) -> Path:
     for path in sorted(SDK_GO.iterdir()):
         if path.suffix in (".go", ".mod", ".sum"):
             digest.update(path.name.encode() + path.read_bytes())
-    version = subprocess.run(
-        [go, "env", "GOVERSION"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    out = CACHE.parent / "awssdk-go" / f"{digest.hexdigest()[:16]}-{version}" / "awscall"
-    if out.is_file():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"}
-    result = subprocess.run(
-        [go, "build", "-trimpath", "-buildvcs=false", "-o", str(out) + ".tmp", "."],
-        cwd=SDK_GO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"go build of tests/aws/sdkgo failed:\n{result.stdout}\n{result.stderr}")
-    os.replace(str(out) + ".tmp", out)
-    return out
+    out = CACHE.parent / "awssdk-go" / f"{digest.hexdigest()[:16]}-{go_version(go)}" / "awscall"
+    return go_build(go, SDK_GO, ".", out, "tests/aws/sdkgo")

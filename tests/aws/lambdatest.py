@@ -38,19 +38,20 @@ def go_sources_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def build_go(go: str, function: str) -> Path:
-    """``go build`` of one function of the Go example, cached by the hash of its sources (and Go's version)."""
-    version = subprocess.run(
-        [go, "env", "GOVERSION"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    out = CACHE / f"{go_sources_hash()}-{version}" / function / "bootstrap"
+def go_version(go: str) -> str:
+    return subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def go_build(go: str, cwd: Path, package: str, out: Path, what: str) -> Path:
+    """``go build`` of ``package`` in ``cwd`` into ``out`` unless it is there already (the caller's cache key
+    is in ``out``'s path); written through a temporary name so an interrupted build leaves nothing."""
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"}
     result = subprocess.run(
-        [go, "build", "-trimpath", "-buildvcs=false", "-o", str(out) + ".tmp", f"./functions/{function}"],
-        cwd=GO_EXAMPLE,
+        [go, "build", "-trimpath", "-buildvcs=false", "-o", str(out) + ".tmp", package],
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
@@ -58,9 +59,15 @@ def build_go(go: str, function: str) -> Path:
         check=False,
     )
     if result.returncode != 0:
-        pytest.fail(f"go build of {function} failed:\n{result.stdout}\n{result.stderr}")
+        pytest.fail(f"go build of {what} failed:\n{result.stdout}\n{result.stderr}")
     os.replace(str(out) + ".tmp", out)
     return out
+
+
+def build_go(go: str, function: str) -> Path:
+    """``go build`` of one function of the Go example, cached by the hash of its sources (and Go's version)."""
+    out = CACHE / f"{go_sources_hash()}-{go_version(go)}" / function / "bootstrap"
+    return go_build(go, GO_EXAMPLE, f"./functions/{function}", out, function)
 
 
 def edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:

@@ -113,16 +113,32 @@ def _looks_structured(body: bytes) -> bool:
     return isinstance(parsed, dict) and all(parsed.get(k) for k in ("specversion", "id", "source", "type"))
 
 
-class QueueSourceRunner:
-    """Consumes an existing queue; each message is acked only after the broker confirmed its event."""
+class _QueueConsumer:
+    """What a source that consumes one RabbitMQ queue holds: its channel, queue and consumer tag."""
 
-    def __init__(self, broker: SourceHost, fn: FunctionSpec, spec: QueueSource) -> None:
-        self.broker = broker
-        self.spec = spec
-        self.name = f"{fn.name}-{spec.name}"
+    def __init__(self) -> None:
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
+
+    async def stop(self) -> None:
+        if self._queue is not None and self._tag is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._queue.cancel(self._tag), 2.0)
+        if self._channel is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._channel.close(), 2.0)
+        self._queue = self._channel = self._tag = None
+
+
+class QueueSourceRunner(_QueueConsumer):
+    """Consumes an existing queue; each message is acked only after the broker confirmed its event."""
+
+    def __init__(self, broker: SourceHost, fn: FunctionSpec, spec: QueueSource) -> None:
+        super().__init__()
+        self.broker = broker
+        self.spec = spec
+        self.name = f"{fn.name}-{spec.name}"
 
     async def start(self) -> None:
         connection = self.broker.connection
@@ -136,15 +152,6 @@ class QueueSourceRunner:
             await self._channel.set_qos(prefetch_count=self.spec.parallelism)
             self._queue = await self._channel.declare_queue(self.spec.queue, passive=True)
         self._tag = await self._queue.consume(self._on_message, no_ack=False)
-
-    async def stop(self) -> None:
-        if self._queue is not None and self._tag is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._queue.cancel(self._tag), 2.0)
-        if self._channel is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._channel.close(), 2.0)
-        self._queue = self._channel = self._tag = None
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         event = queue_event(self.broker.namespace, self.name, self.spec.queue, message)
@@ -228,7 +235,7 @@ ERROR_REASON = "x-kfaas-error"  # header of a bucket source's dead letter: why i
 ERROR_SOURCE = "x-kfaas-source"  # header of a bucket source's dead letter: the source that refused it
 
 
-class BucketSourceRunner:
+class BucketSourceRunner(_QueueConsumer):
     """S3 event notifications → CloudEvents: consumes its own quorum queue bound to the store's exchange.
 
     Queue ``s.<namespace>.<function>-<name>``, bound to the fanout exchange the store publishes to (declared
@@ -242,14 +249,12 @@ class BucketSourceRunner:
     """
 
     def __init__(self, broker: SourceHost, fn: FunctionSpec, spec: BucketSource) -> None:
+        super().__init__()
         self.broker = broker
         self.spec = spec
         self.name = f"{fn.name}-{spec.name}"
         self.queue_name = f"s.{broker.namespace}.{self.name}"
         self.dead_letter_queue = f"{self.queue_name}.dlq"
-        self._channel: AbstractChannel | None = None
-        self._queue: AbstractQueue | None = None
-        self._tag: str | None = None
 
     async def start(self) -> None:
         connection = self.broker.connection
@@ -270,15 +275,6 @@ class BucketSourceRunner:
         await self._channel.set_qos(prefetch_count=self.spec.parallelism)
         self._queue = await self._channel.declare_queue(self.queue_name, passive=True)
         self._tag = await self._queue.consume(self._on_message, no_ack=False)
-
-    async def stop(self) -> None:
-        if self._queue is not None and self._tag is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._queue.cancel(self._tag), 2.0)
-        if self._channel is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._channel.close(), 2.0)
-        self._queue = self._channel = self._tag = None
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
