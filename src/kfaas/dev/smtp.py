@@ -21,10 +21,20 @@ __all__ = ["MailSink"]
 log = logging.getLogger("kfaas.dev.mail")
 
 
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port free now, and never one this process handed out before: the kernel may give the same free
+    port to two binds in a row, and the servers of one ``kfaas dev`` run start after all are chosen."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise OSError(f"no free port on {host} that was not handed out already")
 
 
 class MailSink:
