@@ -650,7 +650,7 @@ async def bench_backend(
     return {
         "backend": backend.name,
         "functions": variant,
-        "functions_dir": str(functions),
+        "functions_dir": _shown(functions),
         "url": backend.url,
         "steps": steps,
         "highest_sustained": max(sustained, default=0),
@@ -672,6 +672,14 @@ def print_step(name: str, r: dict[str, Any]) -> None:
         f"    MongoDB commands/order: {r['mongo_round_trips_per_order']} {r['mongo_commands_per_order']}",
         flush=True,
     )
+
+
+def _shown(path: Path) -> str:
+    """A folder as results record it: relative to the repository, never a path of the machine it ran on."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return f"<{path.name}/ outside the repository>"
 
 
 def functions_variant(text: str) -> tuple[str, Path]:
